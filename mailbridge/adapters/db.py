@@ -1,0 +1,126 @@
+"""The database edge: engine, transactions, migrations.
+
+SQLite runs in WAL mode with `synchronous=FULL` (a commit is on disk before
+the server copy of a mail moves) and every write transaction starts with
+`BEGIN IMMEDIATE`, so two pollers serialise instead of failing on upgrade.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Session
+
+from mailbridge.errors import ConfigError, StorageError
+
+MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _sqlite_file(url: sa.URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def make_engine(url: str) -> sa.Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(f"database.url: not a database URL: {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        path = _sqlite_file(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's
+            # implicit BEGIN is deferred and would fail on lock upgrade).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA secure_delete=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection):  # type: ignore[no-untyped-def]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigError(f"database.url: no driver for {parsed.drivername!r}: {exc}") from None
+
+
+class Database:
+    """A thin holder of the engine; sessions are short and explicit."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except OperationalError as exc:
+                session.rollback()
+                raise StorageError(f"database: {_one_line(exc)}") from exc
+            except BaseException:
+                session.rollback()
+                raise
+
+    def _alembic(self, connection: sa.Connection) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", MIGRATIONS)
+        cfg.attributes["connection"] = connection
+        return cfg
+
+    def migrate(self) -> tuple[str | None, str]:
+        """Brings the schema to the newest revision; returns (before, after)."""
+        try:
+            with self.engine.begin() as connection:
+                before = MigrationContext.configure(connection).get_current_revision()
+                command.upgrade(self._alembic(connection), "head")
+                after = MigrationContext.configure(connection).get_current_revision()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database: migration failed: {_one_line(exc)}") from exc
+        self._restrict_file()
+        return before, after or ""
+
+    def pending_migrations(self) -> bool:
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            head = ScriptDirectory.from_config(self._alembic(connection)).get_current_head()
+        return current != head
+
+    def _restrict_file(self) -> None:
+        path = _sqlite_file(self.engine.url)
+        if path is None:
+            return
+        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if candidate.exists():
+                os.chmod(candidate, 0o600)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__

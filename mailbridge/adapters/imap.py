@@ -1,0 +1,177 @@
+"""The IMAP edge: IMAPClient behind the few calls intake needs.
+
+Every library or socket error becomes ImapError with one readable line.
+Bodies are fetched with BODY.PEEK[] so no flag another client sees changes.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import imapclient
+from imapclient.exceptions import IMAPClientError
+
+from mailbridge.config import ImapSettings
+from mailbridge.errors import ImapError
+
+_FAILURES = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+
+
+@dataclass(frozen=True)
+class FolderState:
+    name: str
+    uidvalidity: int
+    uidnext: int
+    exists: int
+
+
+def _fail(what: str, exc: BaseException) -> ImapError:
+    detail = str(exc).strip() or type(exc).__name__
+    if isinstance(detail, bytes):  # pragma: no cover
+        detail = detail.decode("utf-8", "replace")
+    return ImapError(f"imap: {what}: {detail.splitlines()[0] if detail else type(exc).__name__}")
+
+
+class ImapConnection:
+    def __init__(self, settings: ImapSettings):
+        self.settings = settings
+        self.client: imapclient.IMAPClient | None = None
+        self._caps: frozenset[str] | None = None
+
+    def open(self) -> "ImapConnection":
+        s = self.settings
+        try:
+            context = ssl.create_default_context() if s.tls else None
+            self.client = imapclient.IMAPClient(s.host, port=s.port, ssl=s.tls, ssl_context=context, timeout=s.timeout)
+        except _FAILURES as exc:
+            raise _fail(f"cannot connect to {s.host}:{s.port}", exc) from None
+        try:
+            self.client.login(s.username, s.password)
+        except _FAILURES as exc:
+            self.close()
+            raise _fail(f"login as {s.username!r} refused by {s.host}:{s.port}", exc) from None
+        return self
+
+    def close(self) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.logout()
+        except Exception:  # the server may be gone already; nothing to save
+            try:
+                self.client.shutdown()
+            except Exception:
+                pass
+        self.client = None
+        self._caps = None
+
+    @property
+    def _c(self) -> imapclient.IMAPClient:
+        if self.client is None:
+            raise ImapError("imap: not connected")
+        return self.client
+
+    def capabilities(self) -> frozenset[str]:
+        if self._caps is None:
+            try:
+                self._caps = frozenset(c.decode() if isinstance(c, bytes) else c for c in self._c.capabilities())
+            except _FAILURES as exc:
+                raise _fail("CAPABILITY failed", exc) from None
+        return self._caps
+
+    def ensure_folders(self, names: Iterable[str]) -> list[str]:
+        created = []
+        try:
+            for name in names:
+                if not self._c.folder_exists(name):
+                    self._c.create_folder(name)
+                    created.append(name)
+        except _FAILURES as exc:
+            raise _fail("cannot create folder", exc) from None
+        return created
+
+    def select(self, folder: str) -> FolderState:
+        try:
+            info = self._c.select_folder(folder)
+        except _FAILURES as exc:
+            raise _fail(f"cannot select {folder!r}", exc) from None
+        return FolderState(
+            folder,
+            int(info.get(b"UIDVALIDITY", 0)),
+            int(info.get(b"UIDNEXT", 0) or 0),
+            int(info.get(b"EXISTS", 0) or 0),
+        )
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above `last_uid`: `UID n:*` also answers the highest UID, so filter."""
+        try:
+            found = self._c.search(["UID", f"{last_uid + 1}:*"])
+        except _FAILURES as exc:
+            raise _fail("UID SEARCH failed", exc) from None
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        if not uids:
+            return {}
+        try:
+            answer = self._c.fetch(uids, ["RFC822.SIZE"])
+        except _FAILURES as exc:
+            raise _fail("FETCH RFC822.SIZE failed", exc) from None
+        return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in answer.items()}
+
+    def bodies(self, uids: list[int]) -> dict[int, bytes]:
+        """Raw messages by UID; a UID the server answered without a body is absent."""
+        if not uids:
+            return {}
+        try:
+            answer = self._c.fetch(uids, ["BODY.PEEK[]"])
+        except _FAILURES as exc:
+            raise _fail("FETCH BODY.PEEK[] failed", exc) from None
+        found = {}
+        for uid, data in answer.items():
+            body = data.get(b"BODY[]")
+            if isinstance(body, bytes):
+                found[uid] = body
+        return found
+
+    def move(self, uids: list[int], folder: str) -> None:
+        """MOVE, else COPY + \\Deleted + UID EXPUNGE of exactly these UIDs."""
+        if not uids:
+            return
+        try:
+            caps = self.capabilities()
+            if "MOVE" in caps:
+                self._c.move(uids, folder)
+                return
+            self._c.copy(uids, folder)
+            self._c.add_flags(uids, [imapclient.DELETED], silent=True)
+            if "UIDPLUS" in caps:
+                self._c.uid_expunge(uids)
+            else:
+                self._c.expunge()
+        except _FAILURES as exc:
+            raise _fail(f"cannot move {len(uids)} message(s) to {folder!r}", exc) from None
+
+    def append(self, folder: str, raw: bytes) -> None:
+        try:
+            self._c.append(folder, raw)
+        except _FAILURES as exc:
+            raise _fail(f"APPEND to {folder!r} failed", exc) from None
+
+
+@contextmanager
+def imap_session(settings: ImapSettings) -> Iterator[ImapConnection]:
+    connection = ImapConnection(settings).open()
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,348 @@
+"""`mailbridge [--config PATH] COMMAND`: exit 0 ok, 2 usage or config error, 1 anything else.
+
+click gives exit 2 for usage errors and choice lists for free; ours add
+the same for config errors and unknown IDs, always as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import socket
+import sys
+import zlib
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from mailbridge.config import Settings, config_path, load_settings
+from mailbridge.errors import ConfigError, MailbridgeError, UsageError
+from mailbridge.logs import configure_logging, get_logger
+from mailbridge.models import TICKET_STATUSES
+
+log = get_logger("mailbridge.cli")
+
+
+class App:
+    """What every command needs, loaded on first use (so `--help` needs no config)."""
+
+    def __init__(self, config: str | None):
+        self.config = config
+        self._settings: Settings | None = None
+        self._db = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(config_path(self.config))
+            configure_logging(self._settings.logging.level, self._settings.logging.format)
+        return self._settings
+
+    @property
+    def db(self):  # type: ignore[no-untyped-def]
+        from mailbridge.adapters.db import Database
+
+        if self._db is None:
+            self._db = Database(self.settings.database.url)
+        return self._db
+
+    def ready_db(self):  # type: ignore[no-untyped-def]
+        """The database, refusing to run on a schema `init` has not brought up to date."""
+        db = self.db
+        if db.pending_migrations():
+            raise MailbridgeError("database is not initialised or not up to date: run `mailbridge init` first")
+        return db
+
+    def ticket_number(self, text: str) -> int:
+        from mailbridge.intake.thread import parse_ticket_id
+
+        number = parse_ticket_id(text, self.settings.tickets.id_prefix)
+        if number is None:
+            raise UsageError(f"not a ticket ID: {text!r} (expected like {self.settings.tickets.id_prefix}-000042)")
+        return number
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="PATH", help="TOML config (default: $MAILBRIDGE_CONFIG or /etc/mailbridge/mailbridge.toml)")
+@click.version_option(package_name="mailbridge")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """mailbridge turns a support mailbox into a ticket system."""
+    os.umask(0o077)  # everything we create holds customers' data: owner only
+    configure_logging()
+    ctx.obj = App(config)
+
+
+@cli.command()
+@pass_app
+def init(app: App) -> None:
+    """Create or migrate the database, storage folders and IMAP folders."""
+    from mailbridge.adapters.files import AttachmentStore
+    from mailbridge.adapters.imap import imap_session
+
+    before, after = app.db.migrate()
+    click.echo(f"database: {'created' if before is None else 'migrated' if before != after else 'up to date'} (schema {after})")
+    AttachmentStore(app.settings.storage.path).ensure()
+    click.echo(f"storage: {app.settings.storage.path}")
+    s = app.settings.imap
+    with imap_session(s) as imap:
+        created = imap.ensure_folders([s.processed_folder, s.quarantine_folder])
+    click.echo(f"imap folders: {', '.join(created) + ' created' if created else 'present'}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, required=True, help="One intake pass over new mail, then exit.")
+@pass_app
+def poll(app: App, once: bool) -> None:
+    """One intake pass over new mail."""
+    from mailbridge.adapters.imap import imap_session
+    from mailbridge.intake.run import Intake
+
+    db = app.ready_db()
+    s = app.settings.imap
+    intake = Intake(app.settings, db)
+    with imap_session(s) as imap, imap_session(s) as mover:
+        report = intake.poll(imap, mover)
+    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.outcomes.items())) or "nothing new"
+    click.echo(f"fetched {report.fetched}: {parts}; moved {report.moved}")
+
+
+@cli.command()
+@pass_app
+def run(app: App) -> None:
+    """The daemon, in the foreground."""
+    from mailbridge.jobs import run_daemon
+
+    configure_logging(app.settings.logging.level, app.settings.logging.format, stream=sys.stdout)
+    run_daemon(app.settings, app.ready_db())
+
+
+@cli.group()
+def tickets() -> None:
+    """List and show tickets."""
+
+
+@tickets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, for scripts.")
+@click.option("--status", type=click.Choice(["open", *TICKET_STATUSES]), help="Only tickets in this status (open: not resolved or closed).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@pass_app
+def tickets_list(app: App, as_json: bool, status: str | None, limit: int | None) -> None:
+    from mailbridge.views import list_tickets
+
+    with app.ready_db().session() as session:
+        rows = list_tickets(session, app.settings.tickets.id_prefix, status, limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table(
+        ["ID", "STATUS", "CATEGORY", "AREA", "REPORTER", "MSGS", "FLAGS", "SUBJECT"],
+        [
+            [r["id"], r["status"], r["category"], r["area"], r["reporter_email"] or "-", str(r["message_count"]),
+             ",".join(r["flags"]), r["subject"]]
+            for r in rows
+        ],
+        colour_column=1,
+    )
+
+
+@tickets.command("show")
+@click.argument("ticket_id")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@pass_app
+def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
+    from mailbridge.views import show_ticket
+
+    number = app.ticket_number(ticket_id)
+    with app.ready_db().session() as session:
+        detail = show_ticket(session, number, app.settings.tickets.id_prefix)
+    if detail is None:
+        raise UsageError(f"no such ticket: {ticket_id}")
+    if as_json:
+        click.echo(json.dumps(detail, ensure_ascii=False, indent=2))
+        return
+    click.echo(click.style(f"{detail['id']}  {detail['subject']}", bold=True))
+    for key in ("status", "category", "area", "channel", "reporter_name", "reporter_email", "assignee", "created_at",
+                "ack_deadline", "acknowledged_at", "linked_ticket"):
+        if detail.get(key):
+            click.echo(f"  {key.replace('_', ' '):<16} {detail[key]}")
+    if detail["flags"]:
+        click.echo(f"  {'flags':<16} {', '.join(detail['flags'])}")
+    for m in detail["messages"]:
+        arrow = "<-" if m["direction"] == "in" else "->"
+        click.echo("")
+        click.echo(click.style(f"{arrow} {m['created_at']}  {m['kind']}  {m['sender'] or '(no sender)'}", fg="cyan"))
+        click.echo(f"   {m['subject']}")
+        for line in (m["new_text"] or m["text"]).splitlines()[:40]:
+            click.echo(f"   | {line}")
+        for a in m["attachments"]:
+            state = " (rejected: " + a["reason"] + ")" if a.get("rejected") else ""
+            click.echo(f"   + {a['filename']}  {a['size']} bytes{state}")
+    click.echo("")
+    for e in detail["events"]:
+        click.echo(f"  {e['at']}  {e['type']:<22} {e['by']}")
+
+
+@cli.group()
+def quarantine() -> None:
+    """Mail that could not be parsed or stored."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@pass_app
+def quarantine_list(app: App, as_json: bool) -> None:
+    from mailbridge.views import list_quarantine
+
+    with app.ready_db().session() as session:
+        rows = list_quarantine(session, app.settings.tickets.id_prefix)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table(["ID", "TICKET", "STATUS", "SINCE", "REASON"],
+          [[str(r["id"]), r["ticket"] or "-", r["status"], r["created_at"][:19], r["reason"]] for r in rows])
+
+
+@quarantine.command("retry")
+@click.argument("entry_id", required=False, type=int)
+@pass_app
+def quarantine_retry(app: App, entry_id: int | None) -> None:
+    """Re-read quarantined mail once (all waiting ones, or ID)."""
+    from sqlmodel import select
+
+    from mailbridge.adapters.files import AttachmentStore
+    from mailbridge.intake.run import parse_one
+    from mailbridge.intake.store import StoreContext, reread_quarantined
+    from mailbridge.models import Quarantine, RawMessage, Message
+
+    db = app.ready_db()
+    with db.session() as session:
+        if entry_id is not None:
+            entry = session.get(Quarantine, entry_id)
+            if entry is None:
+                raise UsageError(f"no such quarantine entry: {entry_id}")
+            ids = [entry_id]
+        else:
+            ids = list(session.exec(select(Quarantine.id).where(Quarantine.status == "waiting")).all())
+    fixed = failed = 0
+    for qid in ids:
+        with db.session() as session:
+            entry = session.get(Quarantine, qid)
+            message = session.get(Message, entry.message_pk)
+            raw_row = session.get(RawMessage, message.raw_id) if message and message.raw_id else None
+            raw = zlib.decompress(raw_row.data) if raw_row else b""
+            result = parse_one(raw, app.settings.storage.max_attachment_bytes)
+            ctx = StoreContext(app.settings, AttachmentStore(app.settings.storage.path), "default", datetime.now(timezone.utc))
+            if reread_quarantined(session, entry, result, ctx):
+                fixed += 1
+            else:
+                failed += 1
+    click.echo(f"retried {len(ids)}: {fixed} read now, {failed} still unreadable")
+
+
+@cli.command()
+@pass_app
+def check(app: App) -> None:
+    """Validate the config and try the database, IMAP and SMTP."""
+    from mailbridge.adapters.imap import imap_session
+
+    settings = app.settings  # a config error exits 2 before anything is tried
+    results: list[tuple[str, bool, str]] = [("config", True, str(config_path(app.config)))]
+    try:
+        pending = app.db.pending_migrations()
+        results.append(("database", not pending, "needs `mailbridge init`" if pending else "schema up to date"))
+    except Exception as exc:  # check reports; it must not crash on what it checks
+        results.append(("database", False, _one_line(exc)))
+    s = settings.imap
+    try:
+        with imap_session(s) as imap:
+            missing = [f for f in (s.folder, s.processed_folder, s.quarantine_folder) if not imap._c.folder_exists(f)]
+        results.append(("imap", not missing, f"missing folders: {', '.join(missing)}" if missing else f"{s.host}:{s.port} login ok"))
+    except Exception as exc:
+        results.append(("imap", False, _one_line(exc)))
+    results.append(_check_smtp(settings))
+    width = max(len(name) for name, _, _ in results)
+    for name, ok, detail in results:
+        mark = click.style("ok  ", fg="green") if ok else click.style("FAIL", fg="red", bold=True)
+        click.echo(f"{mark} {name:<{width}}  {detail}")
+    if not all(ok for _, ok, _ in results):
+        sys.exit(1)
+
+
+def _check_smtp(settings: Settings) -> tuple[str, bool, str]:
+    s = settings.smtp
+    try:
+        cls = smtplib.SMTP_SSL if s.tls else smtplib.SMTP
+        with cls(s.host, s.port, timeout=s.timeout) as smtp:
+            smtp.ehlo()
+            if s.starttls and not s.tls:
+                if not smtp.has_extn("starttls"):
+                    return ("smtp", False, f"{s.host}:{s.port} does not offer STARTTLS (set smtp.starttls = false for a plain local relay)")
+                smtp.starttls()
+                smtp.ehlo()
+            if s.username:
+                smtp.login(s.username, s.password)
+        return ("smtp", True, f"{s.host}:{s.port} ok")
+    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        return ("smtp", False, f"{s.host}:{s.port}: {_one_line(exc)}")
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's folder and servers' data afterwards.")
+def demo(keep: bool) -> None:
+    """Start a local IMAP and SMTP server, feed sample mail, show the tickets."""
+    from mailbridge.demo.run import run_demo
+
+    run_demo(keep=keep)
+
+
+def table(headers: list[str], rows: list[list[str]], colour_column: int | None = None) -> None:
+    """Aligned columns; the last column runs free; colour only on a terminal."""
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
+    click.echo(click.style("  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[-1], bold=True))
+    colours = {"new": "yellow", "acknowledged": "cyan", "in_progress": "blue", "escalated": "magenta",
+               "resolved": "green", "closed": "white"}
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]
+        if colour_column is not None:
+            cells[colour_column] = click.style(cells[colour_column], fg=colours.get(row[colour_column].strip()))
+        click.echo("  ".join(cells), color=None)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="mailbridge", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("mailbridge: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (ConfigError, UsageError) as exc:
+        click.echo(f"mailbridge: {exc}", err=True)
+        sys.exit(2)
+    except MailbridgeError as exc:
+        click.echo(f"mailbridge: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

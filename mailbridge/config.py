@@ -1,0 +1,286 @@
+"""The one TOML file, validated on load.
+
+pydantic does the checking: `extra="forbid"` turns an unknown key into an
+error and its location names the key, so ops read `imap.port: …` and the
+file instead of a traceback. Secrets may come from the environment
+(`MAILBRIDGE_IMAP_PASSWORD`, `MAILBRIDGE_SMTP_PASSWORD`) or from `*_file`
+keys (systemd credentials), never only from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mailbridge.errors import ConfigError
+
+ENV_CONFIG = "MAILBRIDGE_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/mailbridge/mailbridge.toml")
+
+CATEGORIES = (
+    "Általános kérdés",
+    "Hibabejelentés",
+    "Számlázással kapcsolatos kérdés",
+    "Érdeklődés",
+    "Egyéb",
+)
+AREAS = ("Crossec Norma", "GDPR Segédanyagok", "Üzleti tanácsadás", "Egyéb")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _read_secret_file(path: str, key: str) -> str:
+    """Reads a `*_file` secret; relative paths resolve in systemd's credentials folder."""
+    p = Path(path)
+    if not p.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
+        p = Path(os.environ["CREDENTIALS_DIRECTORY"]) / p
+    try:
+        return p.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {key} {str(p)!r}: {exc.strerror}") from None
+
+
+class ImapSettings(Section):
+    host: str = "localhost"
+    port: int = Field(993, ge=1, le=65535)
+    tls: bool = True
+    username: str = ""
+    password: str = Field("", repr=False)
+    password_file: str | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "mailbridge/processed"
+    quarantine_folder: str = "mailbridge/quarantine"
+    poll_interval: float = Field(60, gt=0)
+    batch_size: int = Field(200, ge=1, le=5000)
+    timeout: float = Field(60, gt=0)
+
+    @model_validator(mode="after")
+    def _secret(self) -> "ImapSettings":
+        if self.password_file:
+            self.password = _read_secret_file(self.password_file, "password_file")
+        elif os.environ.get("MAILBRIDGE_IMAP_PASSWORD"):
+            self.password = os.environ["MAILBRIDGE_IMAP_PASSWORD"]
+        return self
+
+
+class SmtpSettings(Section):
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    tls: bool = False
+    username: str = ""
+    password: str = Field("", repr=False)
+    password_file: str | None = None
+    from_address: str = "support@example.com"
+    from_name: str = "Support"
+    timeout: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _secret(self) -> "SmtpSettings":
+        if self.password_file:
+            self.password = _read_secret_file(self.password_file, "password_file")
+        elif os.environ.get("MAILBRIDGE_SMTP_PASSWORD"):
+            self.password = os.environ["MAILBRIDGE_SMTP_PASSWORD"]
+        if self.tls and self.starttls:
+            raise ValueError("tls and starttls are exclusive: tls is SMTPS (port 465), starttls upgrades port 587")
+        return self
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:////var/lib/mailbridge/mailbridge.db"
+
+
+class StorageSettings(Section):
+    path: str = "/var/lib/mailbridge/storage"
+    max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=0)
+
+
+class TicketSettings(Section):
+    id_prefix: str = Field("CRX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}$")
+    reopen_days: int = Field(14, ge=0)
+    default_language: Literal["hu", "en"] = "hu"
+
+
+class PolicySettings(Section):
+    ack_business_days: int = Field(2, ge=0, le=30)
+    timezone: str = "Europe/Budapest"
+    country: str = "HU"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+def _areas_known(areas: list[str]) -> list[str]:
+    for area in areas:
+        if area not in AREAS:
+            raise ValueError(f"unknown area {area!r} (choices: {', '.join(AREAS)})")
+    return areas
+
+
+def _email_address(value: str) -> str:
+    if "@" not in value:
+        raise ValueError(f"not an e-mail address: {value!r}")
+    return value.strip().lower()
+
+
+AreaList = Annotated[list[str], AfterValidator(_areas_known)]
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+
+
+class Agent(Section):
+    name: str
+    email: EmailAddress
+    areas: AreaList = Field(default_factory=list)
+    active: bool = True
+    fallback: bool = False  # gets what no active agent covers
+
+
+class Division(Section):
+    name: str
+    email: EmailAddress
+    areas: AreaList = Field(default_factory=list)
+
+
+class FormSettings(Section):
+    senders: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {
+            "Vezetéknév": "last_name",
+            "Keresztnév": "first_name",
+            "E-mail": "email",
+            "Kapcsolatfelvétel célja": "category",
+            "Érintett termék vagy szolgáltatás": "area",
+            "Probléma rövid leírása": "subject",
+            "Részletes leírás": "description",
+            "Fájl csatolása": "attachment",
+        }
+    )
+
+
+class ClassificationRule(Section):
+    keywords: list[str]
+    category: str | None = None
+    area: str | None = None
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        if value is not None and value not in CATEGORIES:
+            raise ValueError(f"unknown category {value!r} (choices: {', '.join(CATEGORIES)})")
+        return value
+
+    @field_validator("area")
+    @classmethod
+    def _area(cls, value: str | None) -> str | None:
+        if value is not None and value not in AREAS:
+            raise ValueError(f"unknown area {value!r} (choices: {', '.join(AREAS)})")
+        return value
+
+
+class ClassificationSettings(Section):
+    # Empty means the built-in Hungarian and English defaults (policy/classify.py).
+    rules: list[ClassificationRule] = Field(default_factory=list)
+
+
+class SecuritySettings(Section):
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
+    require_agent_auth: bool = True
+    max_acks_per_sender_per_day: int = Field(5, ge=0)
+
+
+class RetentionSettings(Section):
+    closed_ticket_days: int = Field(0, ge=0)  # 0 keeps them forever
+    raw_message_days: int = Field(0, ge=0)
+
+
+class LoggingSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(Section):
+    imap: ImapSettings = Field(default_factory=ImapSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    agents: list[Agent] = Field(default_factory=list)
+    divisions: list[Division] = Field(default_factory=list)
+    forms: FormSettings = Field(default_factory=FormSettings)
+    classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """Addresses that are ours: mail from them is never a customer's."""
+        own = {self.smtp.from_address.lower()}
+        if "@" in self.imap.username:
+            own.add(self.imap.username.lower())
+        return frozenset(own)
+
+    @property
+    def agent_addresses(self) -> frozenset[str]:
+        return frozenset(a.email for a in self.agents)
+
+    @property
+    def division_addresses(self) -> frozenset[str]:
+        return frozenset(d.email for d in self.divisions)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ""
+    for part in error["loc"]:
+        location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    message = message.removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def settings_from_dict(raw: dict[str, Any], source: str = "<config>") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more)" if more else ""
+        raise ConfigError(f"{source}: {_describe(first)}{suffix}") from None
+
+
+def config_path(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (give --config PATH or set {ENV_CONFIG})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return settings_from_dict(raw, str(path))

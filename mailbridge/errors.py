@@ -1,0 +1,41 @@
+"""The few error types that cross module boundaries.
+
+Adapters turn library errors (imapclient, smtplib, OSError, SQLAlchemy) into
+these; only the job loop and the CLI catch broadly.
+"""
+
+
+class MailbridgeError(Exception):
+    """Base of every error mailbridge raises on purpose."""
+
+
+class ConfigError(MailbridgeError):
+    """The configuration is wrong; the message names the key and the file."""
+
+
+class UsageError(MailbridgeError):
+    """A command-line value is unknown (ticket ID, status, …); exit 2."""
+
+
+class MailServerError(MailbridgeError):
+    """A mail server could not be reached or refused; retried with back-off."""
+
+
+class ImapError(MailServerError):
+    pass
+
+
+class SmtpError(MailServerError):
+    pass
+
+
+class StorageError(MailbridgeError):
+    """The database or the attachment store failed (locked, disk full, …)."""
+
+
+class UnparseableMail(MailbridgeError):
+    """A message no sensible ticket can be read from; it is quarantined."""
+
+
+class CommandError(MailbridgeError):
+    """An agent's mail command is unknown or malformed; the agent is told why."""

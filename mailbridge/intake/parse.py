@@ -1,0 +1,355 @@
+"""Parse stage: raw bytes -> ParsedMail, with mail-parser doing the MIME work.
+
+Pure (no I/O, no clock), so it runs in worker processes beside the fetch.
+What mail-parser leaves to us: text of a part whose charset is missing or
+lies (repaired with charset-normalizer), the new text of a reply
+(mail-parser-reply, taught Hungarian here), attachment names that must be
+safe on disk, winmail.dat (tnefparse) and delivery reports (flufl.bounce).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import mimetypes
+import re
+import unicodedata
+from datetime import datetime, timezone
+
+import charset_normalizer
+import html2text
+import mailparser
+from flufl.bounce import scan_message
+from mailparser_reply import EmailReplyParser
+from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE
+from tnefparse import TNEF
+
+from mailbridge.errors import UnparseableMail
+from mailbridge.mail import Address, DeliveryReport, Headers, ParsedMail, Part
+
+# mail-parser-reply has no Hungarian; its language table is the documented
+# extension point. Gmail: "2024. aug. 1., csüt 10:12 időpontban X <x@y> ezt írta:";
+# Outlook: "Feladó: … Elküldve: … Címzett: … Tárgy: …".
+MAIL_LANGUAGES.setdefault(
+    "hu",
+    {
+        "wrote_header": r"^(" + QUOTED_MATCH_INCLUDE + r"\d{4}\.?\s.+?(?:időpontban\s)?.*?\s?(?:ezt írta|írta)\s?:)$",
+        "from_header": r"((?:(?:^|\n|\n"
+        + QUOTED_MATCH_INCLUDE
+        + r")[* ]*(?:Feladó|Elküldve|Címzett|Tárgy|Dátum|Másolat|Másolatot kap):[ *]*(?:\s{,2}).*){2,}(?:\n.*){,1})",
+        "disclaimers": [],
+        "signatures": ["Üdvözlettel", "Tisztelettel", "Köszönettel"],
+        "sent_from": "Küldve az? .* készülékről|Sent from my",
+    },
+)
+REPLY_LANGUAGES = ["hu", "en", "de", "fr", "es", "it", "nl", "pl", "cs"]
+_reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
+_ORIGINAL_MESSAGE = re.compile(
+    r"^\s*-{2,}\s*(?:Eredeti üzenet|Original Message|Ursprüngliche Nachricht|Message d'origine|"
+    r"Továbbított üzenet|Forwarded message)\s*-{2,}",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+_MSGID = re.compile(r"<[^<>\s]+>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_FILENAME = 150
+# The mojibake of ő/ű/Ő/Ű when Latin-2 bytes are read as Latin-1/cp1252:
+# Hungarian clients that mislabel their charset give themselves away.
+_LATIN2_TELLS = re.compile("[õûÕÛ]")
+_MISLABEL_PRONE = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252"}
+
+_html = html2text.HTML2Text()
+_html.body_width = 0
+_html.ignore_images = True
+_html.ignore_emphasis = True
+_html.unicode_snob = True
+
+
+def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
+    """Reads one message; raises UnparseableMail when no ticket can be read from it."""
+    if not raw or not raw.strip():
+        raise UnparseableMail("empty message (0 bytes)")
+    head = raw[:4096]
+    if b"\x00" in head and not re.match(rb"^[\x21-\x39\x3b-\x7e]+:", raw):
+        raise UnparseableMail("binary data, not a mail message")
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+    except Exception as exc:  # mail-parser raises anything from its depths
+        raise UnparseableMail(f"mail-parser failed: {type(exc).__name__}: {exc}") from None
+    message = parsed.message
+    if message is None or not message.keys():
+        raise UnparseableMail("no header fields")
+    headers = _headers(message)
+    if not _looks_like_mail(headers):
+        raise UnparseableMail("no From, Subject, Date, Message-ID or MIME header: not a mail message")
+
+    text, html = _bodies(parsed, message)
+    text, html = text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
+    if not text and html:
+        text = html_to_text(html)
+    attachments = tuple(_attachments(parsed, max_attachment_bytes))
+    content_type = message.get_content_type()
+    sender = _first_address(parsed.from_)
+    return_path = _return_path(headers)
+    return ParsedMail(
+        message_id=headers.get("message-id").strip()[:998],
+        sender=sender,
+        subject=_clean_line(parsed.subject or ""),
+        text=text,
+        new_text=new_text_of(text),
+        html=html,
+        references=_references(headers),
+        attachments=attachments,
+        headers=headers,
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
+        raw_size=len(raw),
+        return_path=return_path,
+        reply_to=_first_address(parsed.reply_to) or None,
+        to=tuple(a for a in (_address(p) for p in parsed.to or ()) if a),
+        cc=tuple(a for a in (_address(p) for p in parsed.cc or ()) if a),
+        date=_date(headers.get("date")),
+        content_type=content_type,
+        report=_delivery_report(message, content_type, sender, return_path),
+        defects=tuple(sorted(parsed.defects_categories)),
+    )
+
+
+def html_to_text(html: str) -> str:
+    try:
+        return _html.handle(html).strip()
+    except Exception:  # html2text on hostile markup: fall back to stripping tags
+        return re.sub(r"<[^>]+>", " ", html).strip()
+
+
+def new_text_of(text: str) -> str:
+    """The part of a reply its author wrote: quoted history and its header removed."""
+    if not text:
+        return ""
+    cut = _ORIGINAL_MESSAGE.search(text)
+    head = text[: cut.start()] if cut else text
+    try:
+        latest = _reply_parser.parse_reply(head)
+    except Exception:  # a regex pathology must not cost us the mail
+        latest = head
+    latest = latest if latest is not None else head
+    lines = latest.splitlines()
+    # Trailing ">" blocks without a header line are quoted history too.
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith(">")):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+def sanitize_filename(name: str, content_type: str = "") -> str:
+    """A name safe on any disk: no folders, no `..`, no control characters, bounded."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = _CONTROL.sub("", name)
+    name = name.replace("..", "_")
+    name = name.strip(" .")
+    if len(name) > MAX_FILENAME:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 10:
+            name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME]
+    if not name:
+        ext = mimetypes.guess_extension(content_type or "") or ""
+        name = "attachment" + ext
+    return name
+
+
+def _headers(message) -> Headers:  # type: ignore[no-untyped-def]
+    fields = []
+    for key, value in message.items():
+        text = str(value) if not isinstance(value, str) else value
+        fields.append((key.lower(), re.sub(r"\r?\n[ \t]+", " ", text).strip()))
+    return Headers(tuple(fields))
+
+
+def _looks_like_mail(headers: Headers) -> bool:
+    known = ("from", "subject", "date", "message-id", "mime-version", "to", "received", "return-path", "content-type")
+    return any(name in headers for name in known)
+
+
+def _clean_line(value: str) -> str:
+    return re.sub(r"\s+", " ", _CONTROL.sub(" ", value)).strip()
+
+
+def _address(pair) -> Address:  # type: ignore[no-untyped-def]
+    name, addr = (pair + ("", ""))[:2] if isinstance(pair, tuple) else ("", str(pair))
+    addr = (addr or "").strip().strip("<>").lower()
+    if "@" not in addr or " " in addr:
+        addr = ""
+    return Address(addr, _clean_line(name or ""))
+
+
+def _first_address(pairs) -> Address:  # type: ignore[no-untyped-def]
+    for pair in pairs or ():
+        address = _address(pair)
+        if address:
+            return address
+    return Address("")
+
+
+def _return_path(headers: Headers) -> str | None:
+    value = headers.get("return-path", None)  # type: ignore[arg-type]
+    if value is None:
+        return None
+    found = re.search(r"<([^>]*)>", value)
+    return (found.group(1) if found else value).strip().lower()
+
+
+def _references(headers: Headers) -> tuple[str, ...]:
+    seen: list[str] = []
+    for name in ("in-reply-to", "references"):
+        for value in headers.get_all(name):
+            for ref in _MSGID.findall(value):
+                if ref not in seen:
+                    seen.append(ref)
+    return tuple(seen[:100])
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _decode_text(payload: bytes, declared: str | None) -> str:
+    """Text of a body part, surviving missing and lying charset labels."""
+    declared = (declared or "").lower()
+    if declared:
+        try:
+            text = payload.decode(declared)
+        except (LookupError, UnicodeDecodeError):
+            pass
+        else:
+            if declared in _MISLABEL_PRONE and _LATIN2_TELLS.search(text):
+                return payload.decode("windows-1250", "replace")
+            return text
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(payload).best()
+    if best is not None and best.encoding:
+        text = str(best)
+        if best.encoding in ("cp1252", "latin_1", "iso8859_1") and _LATIN2_TELLS.search(text):
+            return payload.decode("windows-1250", "replace")
+        return text
+    return payload.decode("windows-1250", "replace")
+
+
+def _bodies(parsed, message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Text and HTML bodies; our own decode where mail-parser had to guess."""
+    text = "\n".join(parsed.text_plain).strip()
+    html = "\n".join(parsed.text_html).strip()
+    suspicious = "CharsetDecodeDefect" in parsed.defects_categories or "\ufffd" in text + html
+    if not suspicious and not _LATIN2_TELLS.search(text + html):
+        return text, html
+    texts: list[str] = []
+    htmls: list[str] = []
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_disposition() == "attachment" or part.get_filename():
+            continue
+        subtype = part.get_content_type()
+        if subtype not in ("text/plain", "text/html"):
+            continue
+        payload = part.get_payload(decode=True) or b""
+        decoded = _decode_text(payload, part.get_content_charset())
+        (texts if subtype == "text/plain" else htmls).append(decoded)
+    return "\n".join(texts).strip() or text, "\n".join(htmls).strip() or html
+
+
+def _attachments(parsed, limit: int):  # type: ignore[no-untyped-def]
+    for item in parsed.attachments:
+        payload = item.get("payload") or ""
+        if item.get("binary"):
+            try:
+                data = base64.b64decode(payload)
+            except (binascii.Error, ValueError):
+                data = base64.b64decode(re.sub(r"[^A-Za-z0-9+/]", "", payload) + "==", validate=False)
+        else:
+            data = payload.encode(item.get("charset") or "utf-8", "replace")
+        content_type = (item.get("mail_content_type") or "application/octet-stream").lower()
+        content_id = (item.get("content-id") or "").strip().strip("<>")
+        raw_name = item.get("filename") or ""
+        if content_id and raw_name in (content_id, f"<{content_id}>", item.get("content-id")):
+            raw_name = ""  # mail-parser names unnamed inline parts by their Content-ID
+        disposition = (item.get("content-disposition") or "").lower()
+        inline = disposition.startswith("inline") or (bool(content_id) and not disposition.startswith("attachment"))
+        if content_type == "application/ms-tnef" or raw_name.lower() == "winmail.dat":
+            unpacked = list(_tnef_files(data))
+            if unpacked:
+                for name, blob in unpacked:
+                    yield _part(name, mimetypes.guess_type(name)[0] or "application/octet-stream", blob, "", False, limit)
+                continue
+        yield _part(raw_name, content_type, data, content_id, inline, limit)
+
+
+def _part(name: str, content_type: str, data: bytes, content_id: str, inline: bool, limit: int) -> Part:
+    filename = sanitize_filename(name, content_type)
+    digest = hashlib.sha256(data).hexdigest()
+    if limit and len(data) > limit:
+        return Part(
+            filename, content_type, len(data), digest, b"", content_id, inline,
+            rejected=True, reason=f"larger than max_attachment_bytes ({limit})",
+        )
+    return Part(filename, content_type, len(data), digest, data, content_id, inline)
+
+
+def _tnef_files(data: bytes):  # type: ignore[no-untyped-def]
+    try:
+        tnef = TNEF(data)
+    except Exception:  # not real TNEF: keep winmail.dat as it is
+        return
+    for attachment in tnef.attachments:
+        name = attachment.long_filename() or attachment.name or ""
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        yield name.rstrip("\x00"), attachment.data
+
+
+_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
+
+
+def _delivery_report(message, content_type: str, sender: Address, return_path: str | None):  # type: ignore[no-untyped-def]
+    is_report = content_type == "multipart/report"
+    from_daemon = bool(_DAEMON.match(sender.email)) or return_path == ""
+    if not is_report and not from_daemon:
+        return None
+    try:
+        recipients = tuple(sorted(r.decode("utf-8", "replace").lower() for r in scan_message(message)))
+    except Exception:  # a detector choking must not cost us the mail
+        recipients = ()
+    message_ids: list[str] = []
+    permanent = True
+    for part in message.walk():
+        part_type = part.get_content_type()
+        if part_type in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner:
+                ids = inner[0].get_all("Message-ID") or []
+            else:
+                ids = re.findall(r"(?im)^Message-ID:\s*(<[^>]+>)", part.get_payload(decode=False) or "")
+            message_ids.extend(str(i).strip() for i in ids)
+        elif part_type == "message/delivery-status":
+            text = part.as_string()
+            if re.search(r"(?im)^Action:\s*delayed", text):
+                permanent = False
+    if not message_ids:
+        # Free-text bounces quote the original's headers in their body.
+        whole = message.as_bytes()
+        body = re.split(rb"\r?\n\r?\n", whole, maxsplit=1)[-1]
+        message_ids = [m.decode("ascii", "replace") for m in re.findall(rb"(?im)^\s*Message-ID:\s*(<[^>\s]+>)", body)]
+    if not is_report and not recipients and not message_ids:
+        return None
+    return DeliveryReport(tuple(recipients), tuple(dict.fromkeys(message_ids)), permanent)

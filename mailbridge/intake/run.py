@@ -1,0 +1,275 @@
+"""Intake, top to bottom: fetch -> parse -> screen -> classify -> thread -> store,
+and only then does the server copy move.
+
+Exactly-once rests on one order: a batch is committed (intake log keyed by
+UIDVALIDITY + UID, raw message, ticket rows) before its server copies move.
+A crash before the commit re-fetches the UIDs; a crash after it finds them
+in the log and only finishes the move. Parsing runs in worker processes
+while the next batch is fetched, so both cores work.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlmodel import Session, col, func, select, update
+
+from mailbridge.adapters.db import Database
+from mailbridge.adapters.files import AttachmentStore
+from mailbridge.adapters.imap import ImapConnection
+from mailbridge.config import Settings
+from mailbridge.errors import StorageError, UnparseableMail
+from mailbridge.intake.fetch import fetch_new
+from mailbridge.intake.parse import parse_mail
+from mailbridge.intake.store import (
+    PROCESSED,
+    QUARANTINE,
+    Outcome,
+    StoreContext,
+    record_fetch_failure,
+    store_mail,
+    store_unparseable,
+)
+from mailbridge.logs import get_logger
+from mailbridge.mail import ParsedMail, RawMail
+from mailbridge.models import IntakeLog
+
+log = get_logger("mailbridge.intake")
+
+MAILBOX = "default"
+MAX_FETCH_ATTEMPTS = 5
+# Below this many mails a process pool costs more than it saves.
+POOL_THRESHOLD = 40
+
+
+@dataclass
+class PollReport:
+    fetched: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    moved: int = 0
+    retried_moves: int = 0
+    skipped: int = 0
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.kind] = self.outcomes.get(outcome.kind, 0) + 1
+
+    @property
+    def stored(self) -> int:
+        return sum(n for kind, n in self.outcomes.items() if kind not in ("already",))
+
+
+def parse_one(raw: bytes, max_attachment_bytes: int) -> ParsedMail | str:
+    """Worker entry: a ParsedMail, or the reason it cannot be parsed."""
+    try:
+        return parse_mail(raw, max_attachment_bytes)
+    except UnparseableMail as exc:
+        return str(exc)
+    except Exception as exc:  # a parser bug is this mail's problem, not the poll's
+        return f"parser error: {type(exc).__name__}: {exc}"
+
+
+class Intake:
+    """One mailbox's intake: holds the connections for the length of a poll."""
+
+    def __init__(self, settings: Settings, db: Database, mailbox: str = MAILBOX,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.settings = settings
+        self.db = db
+        self.mailbox = mailbox
+        self.clock = clock
+        self.files = AttachmentStore(settings.storage.path)
+        self.stopping = False  # set by SIGTERM: finish the batch in hand, then stop
+
+    def _context(self) -> StoreContext:
+        return StoreContext(self.settings, self.files, self.mailbox, self.clock())
+
+    def poll(self, imap: ImapConnection, mover: ImapConnection | None = None) -> PollReport:
+        """One pass over new mail. `mover` is a second connection, so moves don't wait on fetches."""
+        s = self.settings.imap
+        mover = mover or imap
+        report = PollReport()
+        self.files.ensure()
+        state = imap.select(s.folder)
+        if mover is not imap:
+            mover.select(s.folder)
+        self._finish_pending_moves(mover, state.uidvalidity, report)
+
+        last_uid, retry_uids = self._high_water_mark(state.uidvalidity)
+        new_uids = imap.uids_after(last_uid)
+        uids = sorted(set(retry_uids) | set(new_uids))
+        if not uids:
+            log.debug("intake.idle", folder=s.folder)
+            return report
+        log.info("mail.fetching", folder=s.folder, count=len(uids), after_uid=last_uid)
+
+        # One connection cannot fetch and move at once: then fetch in turn.
+        fetcher: Executor = ThreadPoolExecutor(max_workers=1) if mover is not imap else _Inline()
+        with _parser_pool(len(uids)) as pool, fetcher:
+            batches = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size)
+            ahead = _prefetch(fetcher, batches)
+            parsing: tuple[list[int], list[RawMail], list[Future]] | None = None
+            while True:
+                fetched = ahead.result()
+                if fetched is not None:
+                    ahead = _prefetch(fetcher, batches)
+                    asked, raws = fetched
+                    report.fetched += len(raws)
+                    futures = [pool.submit(parse_one, r.raw, self.settings.storage.max_attachment_bytes) for r in raws]
+                    current, parsing = parsing, (asked, raws, futures)
+                else:
+                    current, parsing = parsing, None
+                if current is not None:
+                    self._store_and_move(mover, state.uidvalidity, *current, report)
+                if parsing is None or self.stopping:
+                    break
+        log.info("intake.polled", folder=s.folder, fetched=report.fetched, moved=report.moved, **report.outcomes)
+        return report
+
+    # --- steps ---------------------------------------------------------------
+
+    def _high_water_mark(self, uidvalidity: int) -> tuple[int, list[int]]:
+        s = self.settings.imap
+        with self.db.session() as session:
+            last = session.exec(
+                select(func.max(IntakeLog.uid)).where(
+                    IntakeLog.mailbox == self.mailbox, IntakeLog.folder == s.folder, IntakeLog.uidvalidity == uidvalidity
+                )
+            ).one()
+            retry = session.exec(
+                select(IntakeLog.uid).where(
+                    IntakeLog.mailbox == self.mailbox, IntakeLog.folder == s.folder,
+                    IntakeLog.uidvalidity == uidvalidity, IntakeLog.state == "retry",
+                )
+            ).all()
+        return int(last or 0), list(retry)
+
+    def _finish_pending_moves(self, mover: ImapConnection, uidvalidity: int, report: PollReport) -> None:
+        """Copies committed but not yet moved (a crash between the two): move them now."""
+        s = self.settings.imap
+        with self.db.session() as session:
+            stale = session.exec(
+                update(IntakeLog)
+                .where(IntakeLog.mailbox == self.mailbox, IntakeLog.folder == s.folder,
+                       IntakeLog.uidvalidity != uidvalidity, col(IntakeLog.state).in_(("stored", "quarantined", "retry")))
+                .values(state="stale", updated_at=self.clock())
+            ).rowcount
+            pending = session.exec(
+                select(IntakeLog.uid, IntakeLog.target).where(
+                    IntakeLog.mailbox == self.mailbox, IntakeLog.folder == s.folder,
+                    IntakeLog.uidvalidity == uidvalidity, col(IntakeLog.state).in_(("stored", "quarantined")),
+                )
+            ).all()
+        if stale:
+            # The server renumbered the folder: old UIDs mean nothing now; the
+            # copies come again under new UIDs and the Message-ID + SHA-256 dedupe knows them.
+            log.warning("intake.uidvalidity_changed", folder=s.folder, uidvalidity=uidvalidity, stale=stale)
+        if pending:
+            report.retried_moves = len(pending)
+            self._move(mover, uidvalidity, [(uid, target) for uid, target in pending], report)
+
+    def _store_and_move(self, mover: ImapConnection, uidvalidity: int, asked: list[int], raws: list[RawMail],
+                        futures: list[Future], report: PollReport) -> None:
+        results = [f.result() for f in futures]
+        outcomes = self._store(raws, results)
+        returned = {r.uid for r in raws}
+        missing = [uid for uid in asked if uid not in returned]
+        if missing:
+            self._fetch_failures(mover, uidvalidity, missing)
+        for outcome in outcomes:
+            report.count(outcome)
+            if outcome.kind == "quarantined":
+                log.warning("mail.quarantined", uid=outcome.uid, ticket=outcome.ticket_id, reason=outcome.reason)
+        self._move(mover, uidvalidity, [(o.uid, o.target) for o in outcomes if o.target], report)
+
+    def _store(self, raws: list[RawMail], results: list[ParsedMail | str]) -> list[Outcome]:
+        """One transaction for the batch; if one mail breaks it, each alone, the breaker quarantined."""
+        try:
+            with self.db.session() as session:
+                return [self._store_one(session, raw, result) for raw, result in zip(raws, results)]
+        except StorageError:
+            raise  # the database itself is unwell: stop, leave the server copies, retry later
+        except Exception:
+            log.warning("intake.batch_failed", count=len(raws), action="storing one by one")
+        outcomes = []
+        for raw, result in zip(raws, results):
+            try:
+                with self.db.session() as session:
+                    outcomes.append(self._store_one(session, raw, result))
+            except StorageError:
+                raise
+            except Exception as exc:
+                reason = f"could not be stored: {type(exc).__name__}: {exc}"[:300]
+                with self.db.session() as session:
+                    outcomes.append(store_unparseable(session, raw, reason, self._context()))
+        return outcomes
+
+    def _store_one(self, session: Session, raw: RawMail, result: ParsedMail | str) -> Outcome:
+        ctx = self._context()
+        if isinstance(result, str):
+            return store_unparseable(session, raw, result, ctx)
+        return store_mail(session, raw, result, ctx)
+
+    def _fetch_failures(self, mover: ImapConnection, uidvalidity: int, uids: list[int]) -> None:
+        """The server answered without a body: retried next poll, quarantined after a few tries."""
+        s = self.settings.imap
+        ctx = self._context()
+        give_up = []
+        with self.db.session() as session:
+            for uid in uids:
+                attempts = record_fetch_failure(session, ctx, s.folder, uidvalidity, uid, "server returned no body")
+                if attempts >= MAX_FETCH_ATTEMPTS:
+                    give_up.append(uid)
+        log.warning("mail.fetch_incomplete", folder=s.folder, uids=uids[:20], count=len(uids))
+        for uid in give_up:
+            reason = f"server returned no body for UID {uid} after {MAX_FETCH_ATTEMPTS} attempts"
+            with self.db.session() as session:
+                store_unparseable(session, RawMail(s.folder, uidvalidity, uid, b""), reason, ctx)
+            self._move(mover, uidvalidity, [(uid, QUARANTINE)], PollReport())
+
+    def _move(self, mover: ImapConnection, uidvalidity: int, targets: list[tuple[int, str]], report: PollReport) -> None:
+        s = self.settings.imap
+        folders = {PROCESSED: s.processed_folder, QUARANTINE: s.quarantine_folder}
+        for target in (PROCESSED, QUARANTINE):
+            uids = sorted(uid for uid, t in targets if t == target)
+            if not uids:
+                continue
+            mover.move(uids, folders[target])
+            with self.db.session() as session:
+                session.exec(
+                    update(IntakeLog)
+                    .where(IntakeLog.mailbox == self.mailbox, IntakeLog.folder == s.folder,
+                           IntakeLog.uidvalidity == uidvalidity, col(IntakeLog.uid).in_(uids))
+                    .values(state="moved", updated_at=self.clock())
+                )
+            report.moved += len(uids)
+
+
+def _prefetch(fetcher: Executor, batches: Iterator) -> Future:
+    return fetcher.submit(next, batches, None)
+
+
+class _Inline(Executor):
+    """Parses in this process: for small polls, where worker start-up dominates."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # pragma: no cover - parse_one catches
+            future.set_exception(exc)
+        return future
+
+
+def _parser_pool(count: int) -> Executor:
+    workers = min(os.cpu_count() or 1, 4)
+    if count < POOL_THRESHOLD or workers < 2:
+        return _Inline()
+    # forkserver, not fork: the fetch thread may hold locks at fork time.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["mailbridge.intake.parse"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)

@@ -1,0 +1,93 @@
+"""The plain values intake stages hand each other (never dicts or library objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Address:
+    email: str  # lower-cased; "" when the header is missing or unusable
+    name: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.email)
+
+
+@dataclass(frozen=True)
+class RawMail:
+    """One server copy, exactly as fetched."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Headers:
+    """Header fields by lower-cased name, values unfolded, in order."""
+
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str, default: str = "") -> str:
+        name = name.lower()
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> tuple[str, ...]:
+        name = name.lower()
+        return tuple(value for key, value in self.fields if key == name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(key == name.lower() for key, _ in self.fields)
+
+
+@dataclass(frozen=True)
+class Part:
+    """An attachment (or inline image) of a mail."""
+
+    filename: str  # sanitised
+    content_type: str
+    size: int
+    sha256: str
+    data: bytes = field(repr=False, default=b"")  # empty when rejected
+    content_id: str = ""  # without <>
+    inline: bool = False
+    rejected: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What a bounce says: who failed, and which of our messages it is about."""
+
+    recipients: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()
+    permanent: bool = True
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str
+    sender: Address
+    subject: str
+    text: str  # the whole text body (a rendering of the HTML when there is no text part)
+    new_text: str  # quoted history stripped
+    html: str
+    references: tuple[str, ...]  # In-Reply-To first
+    attachments: tuple[Part, ...]
+    headers: Headers
+    raw_sha256: str
+    raw_size: int
+    return_path: str | None = None  # None: no header; "": the null sender <>
+    reply_to: Address | None = None
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    date: datetime | None = None
+    content_type: str = "text/plain"
+    report: DeliveryReport | None = None  # set for delivery reports
+    defects: tuple[str, ...] = ()

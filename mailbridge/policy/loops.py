@@ -1,0 +1,91 @@
+"""Is a mail from a person, or automatic (RFC 3834, RFC 3464)? Pure.
+
+One verdict per mail, decided here; the store acts on it. Order matters:
+our own mail first (the loop we must never start), then delivery reports
+(they may also carry Auto-Submitted), then the RFC 3834 signals, then the
+headerless auto-replies recognised by subject.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailbridge.mail import ParsedMail
+from mailbridge.policy.autoreply_phrases import is_auto_reply_subject
+
+PERSON = "person"
+AUTO_REPLY = "auto_reply"
+BOUNCE = "bounce"
+AUTOMATIC = "automatic"
+
+# The header our outgoing mail carries, so a copy that comes back is known.
+OWN_MAIL_HEADER = "x-mailbridge-ticket"
+
+_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
+_BOUNCE_SUBJECT = re.compile(
+    r"^\s*(undeliver|undelivered mail|returned mail|delivery status notification|delivery failure|"
+    r"mail delivery failed|failure notice|delivery has failed|nem kézbesíthető|kézbesítési hiba|"
+    r"unzustellbar|non remis|non recapitabile|no se puede entregar)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # person, auto_reply, bounce, automatic
+    reason: str = ""
+
+    @property
+    def is_person(self) -> bool:
+        return self.kind == PERSON
+
+    @classmethod
+    def automatic(cls, reason: str) -> "Verdict":
+        return cls(AUTOMATIC, reason)
+
+
+Verdict.PERSON = Verdict(PERSON)  # type: ignore[attr-defined]
+
+
+def screen(mail: ParsedMail, own_addresses: frozenset[str]) -> Verdict:
+    """Why a message is automatic, or Verdict.PERSON."""
+    headers = mail.headers
+    if mail.sender.email in own_addresses or OWN_MAIL_HEADER in headers:
+        return Verdict.automatic("own-mail")
+
+    report_type = headers.get("content-type").lower()
+    if mail.content_type == "multipart/report" and "delivery-status" in report_type:
+        return Verdict(BOUNCE, "multipart/report")
+    from_daemon = bool(_DAEMON.match(mail.sender.email))
+    if mail.report is not None and (from_daemon or mail.return_path == "" or _BOUNCE_SUBJECT.match(mail.subject)):
+        return Verdict(BOUNCE, "free-text bounce")
+    if mail.content_type == "multipart/report":
+        return Verdict.automatic("multipart/report")
+
+    auto_submitted = headers.get("auto-submitted", "no").strip().lower()
+    if auto_submitted and not auto_submitted.startswith("no"):
+        return Verdict(AUTO_REPLY if auto_submitted.startswith("auto-replied") else AUTOMATIC, "auto-submitted")
+    for name in ("x-autoreply", "x-autorespond"):
+        if name in headers:
+            return Verdict(AUTO_REPLY, name)
+    if "x-auto-response-suppress" in headers and is_auto_reply_subject(mail.subject):
+        return Verdict(AUTO_REPLY, "x-auto-response-suppress")
+    precedence = headers.get("precedence").strip().lower()
+    if precedence in {"bulk", "junk", "list", "auto_reply"}:
+        if precedence == "auto_reply" or is_auto_reply_subject(mail.subject):
+            return Verdict(AUTO_REPLY, "precedence")
+        return Verdict.automatic("precedence")
+    if "list-id" in headers:
+        return Verdict.automatic("list-id")
+    if "list-unsubscribe" in headers:
+        return Verdict.automatic("list-unsubscribe")
+    if "x-auto-response-suppress" in headers:
+        return Verdict.automatic("x-auto-response-suppress")
+    if from_daemon:
+        return Verdict(BOUNCE, "mailer-daemon") if _BOUNCE_SUBJECT.match(mail.subject) else Verdict.automatic("mailer-daemon")
+    if mail.return_path == "":
+        return Verdict.automatic("null-sender")
+    if is_auto_reply_subject(mail.subject):
+        return Verdict(AUTO_REPLY, "ooo-subject")
+    return Verdict.PERSON  # type: ignore[attr-defined]

@@ -1,0 +1,141 @@
+"""Tickets as the CLI shows them: plain dicts built from the tables (the JSON contract)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+
+from sqlmodel import Session, col, func, select
+
+from mailbridge.intake.thread import format_ticket_id
+from mailbridge.models import Attachment, Event, Message, Quarantine, Reporter, Ticket
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def list_tickets(session: Session, prefix: str, status: str | None = None, limit: int | None = None) -> list[dict]:
+    query = select(Ticket, Reporter).join(Reporter, col(Ticket.reporter_id) == Reporter.id, isouter=True)
+    if status == "open":
+        query = query.where(col(Ticket.status).in_(("new", "acknowledged", "in_progress", "escalated")))
+    elif status:
+        query = query.where(Ticket.status == status)
+    query = query.order_by(col(Ticket.id))
+    if limit:
+        query = query.limit(limit)
+    rows = session.exec(query).all()
+    ids = [t.id for t, _ in rows]
+    counts: dict[int, int] = {}
+    files: dict[int, list[dict]] = defaultdict(list)
+    if ids:
+        counts = dict(
+            session.exec(
+                select(Message.ticket_id, func.count())
+                .where(col(Message.ticket_id).in_(ids), Message.direction == "in")
+                .group_by(Message.ticket_id)
+            ).all()
+        )
+        for a in session.exec(
+            select(Attachment).where(col(Attachment.ticket_id).in_(ids)).order_by(col(Attachment.id))
+        ).all():
+            files[a.ticket_id].append(_attachment(a))
+    return [_summary(t, r, prefix, counts.get(t.id, 0), files.get(t.id, [])) for t, r in rows]
+
+
+def _attachment(a: Attachment) -> dict:
+    entry = {"filename": a.filename, "size": a.size, "sha256": a.sha256, "content_type": a.content_type}
+    if a.content_id:
+        entry["content_id"] = a.content_id
+    if a.inline:
+        entry["inline"] = True
+    if a.rejected:
+        entry["rejected"] = True
+        entry["reason"] = a.reason
+    return entry
+
+
+def _summary(t: Ticket, r: Reporter | None, prefix: str, message_count: int, attachments: list[dict]) -> dict:
+    return {
+        "id": format_ticket_id(t.id, prefix),
+        "subject": t.subject,
+        "status": t.status,
+        "category": t.category,
+        "area": t.area,
+        "channel": t.channel,
+        "reporter_email": r.email if r else None,
+        "reporter_name": r.name if r else None,
+        "assignee": t.assignee,
+        "language": t.language,
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
+        "ack_deadline": iso(t.ack_deadline),
+        "acknowledged_at": iso(t.acknowledged_at),
+        "flags": t.flag_list,
+        "linked_ticket": format_ticket_id(t.linked_ticket_id, prefix) if t.linked_ticket_id else None,
+        "message_count": message_count,
+        "attachments": attachments,
+    }
+
+
+def show_ticket(session: Session, ticket_id: int, prefix: str) -> dict | None:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    reporter = session.get(Reporter, ticket.reporter_id) if ticket.reporter_id else None
+    messages = session.exec(
+        select(Message).where(Message.ticket_id == ticket_id).order_by(col(Message.created_at), col(Message.id))
+    ).all()
+    attachments = session.exec(select(Attachment).where(Attachment.ticket_id == ticket_id).order_by(col(Attachment.id))).all()
+    by_message: dict[int, list[dict]] = defaultdict(list)
+    for a in attachments:
+        by_message[a.message_pk].append(_attachment(a))
+    events = session.exec(select(Event).where(Event.ticket_id == ticket_id).order_by(col(Event.at), col(Event.id))).all()
+    detail = _summary(
+        ticket, reporter, prefix, sum(1 for m in messages if m.direction == "in"), [_attachment(a) for a in attachments]
+    )
+    detail["messages"] = [
+        {
+            "direction": m.direction,
+            "kind": m.kind,
+            "sender": m.sender,
+            "sender_name": m.sender_name,
+            "to": m.to_addrs,
+            "cc": m.cc_addrs,
+            "subject": m.subject,
+            "text": m.text,
+            "new_text": m.new_text,
+            "has_html": bool(m.html),
+            "message_id": m.message_id,
+            "internal": m.internal,
+            "reason": m.reason or None,
+            "sent_at": iso(m.sent_at),
+            "created_at": iso(m.created_at),
+            "attachments": by_message.get(m.id, []),
+        }
+        for m in messages
+    ]
+    detail["events"] = [
+        {"type": e.type, "at": iso(e.at), "by": e.by, "detail": json.loads(e.detail) if e.detail else {}} for e in events
+    ]
+    return detail
+
+
+def list_quarantine(session: Session, prefix: str) -> list[dict]:
+    rows = session.exec(
+        select(Quarantine, Message).join(Message, col(Quarantine.message_pk) == Message.id).order_by(col(Quarantine.id))
+    ).all()
+    return [
+        {
+            "id": q.id,
+            "ticket": format_ticket_id(q.ticket_id, prefix) if q.ticket_id else None,
+            "reason": q.reason,
+            "status": q.status,
+            "subject": m.subject,
+            "message_id": m.message_id,
+            "created_at": iso(q.created_at),
+            "retried_at": iso(q.retried_at),
+        }
+        for q, m in rows
+    ]
