@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+from email.header import decode_header, make_header
 import hashlib
 import mimetypes
 import re
@@ -92,11 +93,14 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     attachments = tuple(_attachments(parsed, max_attachment_bytes))
     content_type = message.get_content_type()
     sender = _first_address(parsed.from_)
+    if sender and (sender.name.isascii() or "\ufffd" in sender.name) and not (_raw_header(raw, "from") or b"").isascii():
+        from_text = _header_text(raw, "from", "")
+        sender = Address(sender.email, _clean_line(from_text.rpartition("<")[0].strip().strip('"')))
     return_path = _return_path(headers)
     return ParsedMail(
         message_id=headers.get("message-id").strip()[:998],
         sender=sender,
-        subject=_clean_line(parsed.subject or ""),
+        subject=_clean_line(_header_text(raw, "subject", parsed.subject or "")),
         text=text,
         new_text=new_text_of(text),
         html=html,
@@ -166,6 +170,29 @@ def _headers(message) -> Headers:  # type: ignore[no-untyped-def]
         text = str(value) if not isinstance(value, str) else value
         fields.append((key.lower(), re.sub(r"\r?\n[ \t]+", " ", text).strip()))
     return Headers(tuple(fields))
+
+
+def _raw_header(raw: bytes, name: str) -> bytes | None:
+    """The field's bytes as sent (unfolded), from the header section."""
+    head = re.split(rb"\r?\n\r?\n", raw[:262144], maxsplit=1)[0]
+    found = re.search(rb"(?im)^" + re.escape(name.encode()) + rb":[ \t]*((?:.*)(?:\r?\n[ \t].*)*)", head)
+    return re.sub(rb"\r?\n[ \t]+", b" ", found.group(1)).strip() if found else None
+
+
+def _header_text(raw: bytes, name: str, decoded: str) -> str:
+    """A header's text; 8-bit bytes sent without RFC 2047 (against the rules, common in
+    Hungarian webmail) are read as UTF-8, else windows-1250, instead of being dropped."""
+    value = _raw_header(raw, name) if decoded.isascii() or "\ufffd" in decoded else None
+    if not value or value.isascii():
+        return decoded
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("windows-1250", "replace")
+    try:
+        return str(make_header(decode_header(text)))
+    except Exception:  # a broken encoded word inside: keep the plain text
+        return text
 
 
 def _looks_like_mail(headers: Headers) -> bool:
