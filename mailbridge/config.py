@@ -32,7 +32,7 @@ AREAS = ("Crossec Norma", "GDPR Segédanyagok", "Üzleti tanácsadás", "Egyéb"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 def _read_secret_file(path: str, key: str) -> str:

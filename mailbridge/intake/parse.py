@@ -158,7 +158,7 @@ def sanitize_filename(name: str, content_type: str = "") -> str:
             name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
         else:
             name = name[:MAX_FILENAME]
-    if not name:
+    if not any(ch.isalnum() for ch in name):
         ext = mimetypes.guess_extension(content_type or "") or ""
         name = "attachment" + ext
     return name
