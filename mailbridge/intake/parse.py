@@ -15,6 +15,7 @@ import email.utils
 from email.header import decode_header, make_header
 import hashlib
 import mimetypes
+import quopri
 import re
 import unicodedata
 from datetime import datetime, timezone
@@ -49,7 +50,11 @@ REPLY_LANGUAGES = ["hu", "en", "de", "fr", "es", "it", "nl", "pl", "cs"]
 _reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
 _ORIGINAL_MESSAGE = re.compile(
     r"^\s*-{2,}\s*(?:Eredeti üzenet|Original Message|Ursprüngliche Nachricht|Message d'origine|"
-    r"Továbbított üzenet|Forwarded message)\s*-{2,}",
+    r"Továbbított üzenet|Forwarded message)\s*-{2,}"
+    # Gmail's quote header, which clients wrap onto a second line:
+    r"|^[ >]*\d{4}\.\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bezt írta:[ \t]*$"
+    r"|^[ >]*On\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bwrote:[ \t]*$"
+    r"|^[ >]*Am\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bschrieb[^\n]{0,80}:[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -59,6 +64,15 @@ MAX_FILENAME = 150
 # The mojibake of ő/ű/Ő/Ű when Latin-2 bytes are read as Latin-1/cp1252:
 # Hungarian clients that mislabel their charset give themselves away.
 _LATIN2_TELLS = re.compile("[õûÕÛ]")
+# ... in text that reads Hungarian otherwise: French "août" has a real û.
+_NOT_HUNGARIAN = re.compile("[àâçèêëîïôùœãÀÂÇÈÊËÎÏÔÙŒÃ]")
+_HUNGARIAN_LETTERS = re.compile("[áíöüÁÍÖÜ]")
+
+
+def _latin2_mislabelled(text: str) -> bool:
+    return bool(_LATIN2_TELLS.search(text) and _HUNGARIAN_LETTERS.search(text) and not _NOT_HUNGARIAN.search(text))
+# UTF-8 bytes read as Latin-1/cp1252 ("Ã¡" for "á", "Å\x91" for "ő").
+_UTF8_TELLS = re.compile("[ÂÃÄÅ][\u0080-\u00bf\u2018-\u203a\u0152-\u0178]")
 _MISLABEL_PRONE = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252"}
 
 _html = html2text.HTML2Text()
@@ -90,7 +104,11 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     text, html = text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
     if not text and html:
         text = html_to_text(html)
-    attachments = tuple(_attachments(parsed, max_attachment_bytes))
+    if not text and not html and "StartBoundaryNotFoundDefect" in parsed.defects_categories:
+        # The boundary is wrong: keep what the customer wrote, MIME debris and all (P6).
+        body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1]
+        text = _decode_text(body, message.get_content_charset()).replace("\r\n", "\n").strip()
+    attachments = tuple(_attachments(parsed, raw, max_attachment_bytes))
     content_type = message.get_content_type()
     sender = _first_address(parsed.from_)
     if sender and (sender.name.isascii() or "\ufffd" in sender.name) and not (_raw_header(raw, "from") or b"").isascii():
@@ -100,7 +118,7 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     return ParsedMail(
         message_id=headers.get("message-id").strip()[:998],
         sender=sender,
-        subject=_clean_line(_header_text(raw, "subject", parsed.subject or "")),
+        subject=_clean_line(_decode_words(_header_text(raw, "subject", parsed.subject or ""))),
         text=text,
         new_text=new_text_of(text),
         html=html,
@@ -195,13 +213,35 @@ def _header_text(raw: bytes, name: str, decoded: str) -> str:
         return text
 
 
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_CHARSET_ALIASES = {"utf8mb4": "utf-8", "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8", "x-unknown": "utf-8"}
+
+
+def _decode_words(text: str) -> str:
+    """RFC 2047 words the standard decoder gave up on (unknown charset names)."""
+
+    def one(found: re.Match[str]) -> str:
+        charset, encoding, payload = found.group(1).lower().split("*")[0], found.group(2).upper(), found.group(3)
+        try:
+            if encoding == "B":
+                data = base64.b64decode(payload + "=" * (-len(payload) % 4))
+            else:
+                data = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+        except (binascii.Error, ValueError):
+            return found.group(0)
+        return _decode_text(data, _CHARSET_ALIASES.get(charset, charset))
+
+    decoded = _ENCODED_WORD.sub(one, text)
+    return re.sub(r"(?<=[^\s])\s+(?=[^\s])", " ", decoded) if decoded != text else text
+
+
 def _looks_like_mail(headers: Headers) -> bool:
     known = ("from", "subject", "date", "message-id", "mime-version", "to", "received", "return-path", "content-type")
     return any(name in headers for name in known)
 
 
 def _clean_line(value: str) -> str:
-    return re.sub(r"\s+", " ", _CONTROL.sub(" ", value)).strip()
+    return re.sub(r"[ \t\r\n]+", " ", _CONTROL.sub(" ", value)).strip()
 
 
 def _address(pair) -> Address:  # type: ignore[no-untyped-def]
@@ -209,7 +249,10 @@ def _address(pair) -> Address:  # type: ignore[no-untyped-def]
     addr = (addr or "").strip().strip("<>").lower()
     if "@" not in addr or " " in addr:
         addr = ""
-    return Address(addr, _clean_line(name or ""))
+    name = name or ""
+    if "=?" in name:
+        name = _decode_words(name)
+    return Address(addr, _clean_line(name))
 
 
 def _first_address(pairs) -> Address:  # type: ignore[no-untyped-def]
@@ -259,8 +302,13 @@ def _decode_text(payload: bytes, declared: str | None) -> str:
         except (LookupError, UnicodeDecodeError):
             pass
         else:
-            if declared in _MISLABEL_PRONE and _LATIN2_TELLS.search(text):
-                return payload.decode("windows-1250", "replace")
+            if declared in _MISLABEL_PRONE and not payload.isascii():
+                try:
+                    return payload.decode("utf-8")  # valid UTF-8 by accident is next to impossible
+                except UnicodeDecodeError:
+                    pass
+                if _latin2_mislabelled(text):
+                    return payload.decode("windows-1250", "replace")
             return text
     try:
         return payload.decode("utf-8")
@@ -269,7 +317,7 @@ def _decode_text(payload: bytes, declared: str | None) -> str:
     best = charset_normalizer.from_bytes(payload).best()
     if best is not None and best.encoding:
         text = str(best)
-        if best.encoding in ("cp1252", "latin_1", "iso8859_1") and _LATIN2_TELLS.search(text):
+        if best.encoding in ("cp1252", "latin_1", "iso8859_1") and _latin2_mislabelled(text):
             return payload.decode("windows-1250", "replace")
         return text
     return payload.decode("windows-1250", "replace")
@@ -280,7 +328,7 @@ def _bodies(parsed, message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     text = "\n".join(parsed.text_plain).strip()
     html = "\n".join(parsed.text_html).strip()
     suspicious = "CharsetDecodeDefect" in parsed.defects_categories or "\ufffd" in text + html
-    if not suspicious and not _LATIN2_TELLS.search(text + html):
+    if not suspicious and not _latin2_mislabelled(text + html) and not _UTF8_TELLS.search(text + html):
         return text, html
     texts: list[str] = []
     htmls: list[str] = []
@@ -296,7 +344,10 @@ def _bodies(parsed, message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     return "\n".join(texts).strip() or text, "\n".join(htmls).strip() or html
 
 
-def _attachments(parsed, limit: int):  # type: ignore[no-untyped-def]
+_INVENTED_NAME = re.compile(r"^[a-z]{10}\.(?:txt|rtf)$")
+
+
+def _attachments(parsed, raw: bytes, limit: int):  # type: ignore[no-untyped-def]
     for item in parsed.attachments:
         payload = item.get("payload") or ""
         if item.get("binary"):
@@ -311,6 +362,8 @@ def _attachments(parsed, limit: int):  # type: ignore[no-untyped-def]
         raw_name = item.get("filename") or ""
         if content_id and raw_name in (content_id, f"<{content_id}>", item.get("content-id")):
             raw_name = ""  # mail-parser names unnamed inline parts by their Content-ID
+        elif _INVENTED_NAME.match(raw_name) and raw_name.encode() not in raw:
+            raw_name = ""  # ... and unnamed attachments by random letters
         disposition = (item.get("content-disposition") or "").lower()
         inline = disposition.startswith("inline") or (bool(content_id) and not disposition.startswith("attachment"))
         if content_type == "application/ms-tnef" or raw_name.lower() == "winmail.dat":
@@ -349,7 +402,7 @@ _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", r
 
 
 def _delivery_report(message, content_type: str, sender: Address, return_path: str | None):  # type: ignore[no-untyped-def]
-    is_report = content_type == "multipart/report"
+    is_report = content_type == "multipart/report" and str(message.get_param("report-type", "")).lower() == "delivery-status"
     from_daemon = bool(_DAEMON.match(sender.email)) or return_path == ""
     if not is_report and not from_daemon:
         return None

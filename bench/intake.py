@@ -1,0 +1,137 @@
+"""Intake benchmark: `mailbridge poll --once` against a raw IMAP fetch of the same mailbox.
+
+    python bench/intake.py [--messages 5000] [--big-attachment-mb 25]
+
+Starts a private Dovecot on loopback (tests/servers.py), delivers N generated
+mails (Hungarian text, some replies, a few with attachments), then prints:
+raw fetch rate, intake rate (messages/s, MB/s), their ratio, peak RSS of the
+poller, the cost of an empty poll after 10 and after N processed messages,
+and the peak RSS for one message with a large attachment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import write_config  # noqa: E402
+from factory import simple_mail  # noqa: E402
+from servers import Dovecot  # noqa: E402
+
+
+def corpus(n: int) -> list[bytes]:
+    mails = []
+    for i in range(n):
+        if i % 10 == 9:  # a reply by subject tag to an earlier ticket
+            mails.append(simple_mail(i, subject=f"Re: [CRX-{max(1, i // 3):06d}] még mindig nem jó"))
+        elif i % 50 == 7:  # a small attachment now and then
+            message = EmailMessage()
+            message["From"] = f"ugyfel{i}@example.hu"
+            message["To"] = "support@crossec.com"
+            message["Subject"] = f"Képernyőkép a hibáról #{i}"
+            message.set_content("Csatoltam a képernyőképet.")
+            message.add_attachment(os.urandom(20_000), maintype="image", subtype="png", filename=f"hiba-{i}.png")
+            mails.append(bytes(message))
+        else:
+            mails.append(simple_mail(i, size_hint=1500))
+    return mails
+
+
+def raw_fetch(mailbox, batch: int = 200) -> tuple[float, int]:
+    with mailbox.client(timeout=120) as client:
+        client.select_folder("INBOX", readonly=True)
+        start = time.perf_counter()
+        uids = client.search(["ALL"])
+        total = 0
+        for i in range(0, len(uids), batch):
+            for data in client.fetch(uids[i : i + batch], ["BODY.PEEK[]"]).values():
+                total += len(data[b"BODY[]"])
+        return time.perf_counter() - start, total
+
+
+_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "result = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stdout.write(result.stdout); sys.stderr.write(result.stderr)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(result.returncode)\n"
+)
+
+
+def timed(command: list[str]) -> tuple[float, int, str]:
+    """Wall time, peak RSS (KiB) of the command (the largest of it and its waited-for
+    workers), and its stdout."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", _WRAPPER, *command], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
+    *out, peak = result.stdout.strip().splitlines()
+    return elapsed, int(peak), "\n".join(out)
+
+
+def mailbridge(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args]
+
+
+def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes]) -> dict:
+    mailbox = server.new_mailbox()
+    mailbox.deliver_many(mails)
+    folder = root / name
+    folder.mkdir()
+    config = write_config(folder / "mailbridge.toml", mailbox.imap_settings(), None,
+                          imap={"batch_size": 200}, storage={"max_attachment_bytes": 30 * 1024 * 1024},
+                          logging={"level": "warning"})
+    subprocess.run(mailbridge(config, "init"), check=True, capture_output=True)
+    fetch_s, size = raw_fetch(mailbox)
+    empty_before, _, _ = timed(mailbridge(config, "tickets", "list", "--limit", "1", "--json"))  # start-up cost
+    poll_s, rss, out = timed(mailbridge(config, "poll", "--once"))
+    idle_s, _, _ = timed(mailbridge(config, "poll", "--once"))
+    return {"n": len(mails), "bytes": size, "fetch_s": fetch_s, "poll_s": poll_s, "startup_s": empty_before,
+            "rss_kib": rss, "idle_s": idle_s, "out": out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--big-attachment-mb", type=int, default=25)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
+    with Dovecot(root / "dovecot") as server:
+        small = run_case(root, server, "small", corpus(10))
+        big = run_case(root, server, "main", corpus(args.messages))
+        message = EmailMessage()
+        message["From"] = "nagy.peter@example.hu"
+        message["To"] = "support@crossec.com"
+        message["Subject"] = "Nagy melléklet"
+        message.set_content("Csatolom a teljes adatbázis-mentést.")
+        message.add_attachment(os.urandom(args.big_attachment_mb * 1024 * 1024), maintype="application",
+                               subtype="octet-stream", filename="mentes.bak")
+        huge = run_case(root, server, "huge", [bytes(message)])
+
+    n, mb = big["n"], big["bytes"] / 1e6
+    work_s = big["poll_s"] - big["startup_s"]
+    print(f"messages: {n}, {mb:.1f} MB in the mailbox")
+    print(f"raw imapclient fetch:  {n / big['fetch_s']:8.0f} msg/s  {mb / big['fetch_s']:6.1f} MB/s  ({big['fetch_s']:.2f} s)")
+    print(f"mailbridge poll --once: {n / big['poll_s']:8.0f} msg/s  {mb / big['poll_s']:6.1f} MB/s  ({big['poll_s']:.2f} s wall,"
+          f" {big['startup_s']:.2f} s of it process start-up)")
+    print(f"  without start-up:     {n / work_s:8.0f} msg/s")
+    print(f"ratio to raw fetch:     {big['fetch_s'] / big['poll_s']:.2f}x wall, {big['fetch_s'] / work_s:.2f}x without start-up")
+    print(f"peak RSS (poller and workers): {big['rss_kib'] / 1024:.0f} MB")
+    print(f"empty poll after 10 processed: {small['idle_s']:.2f} s; after {n} processed: {big['idle_s']:.2f} s")
+    print(f"one message with a {args.big_attachment_mb} MB attachment: {huge['poll_s']:.2f} s, peak RSS {huge['rss_kib'] / 1024:.0f} MB")
+    print(f"poller said: {big['out']}")
+
+
+if __name__ == "__main__":
+    main()
