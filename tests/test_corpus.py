@@ -43,6 +43,8 @@ def test_corpus_case(case):
     assert mail.message_id == case["message_id"]
     for fragment in case.get("text_contains", []):
         assert fragment in mail.text
+    for fragment in case.get("text_excludes", []):
+        assert fragment not in mail.text
     for fragment in case.get("new_text_contains", []):
         assert fragment in mail.new_text
     for fragment in case.get("new_text_excludes", []):

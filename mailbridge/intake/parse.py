@@ -323,25 +323,40 @@ def _decode_text(payload: bytes, declared: str | None) -> str:
     return payload.decode("windows-1250", "replace")
 
 
+_EMBEDDED = ("message/rfc822", "message/global", "message/delivery-status", "text/rfc822-headers", "message/rfc822-headers")
+
+
+def _body_parts(part):  # type: ignore[no-untyped-def]
+    """The text and HTML parts of this mail, not of mail attached to it (forwards, bounces)."""
+    content_type = part.get_content_type()
+    if content_type in _EMBEDDED:
+        return
+    if part.is_multipart():
+        for sub in part.get_payload():
+            yield from _body_parts(sub)
+    elif content_type in ("text/plain", "text/html") and part.get_content_disposition() != "attachment" \
+            and not part.get_filename():
+        yield part
+
+
 def _bodies(parsed, message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """Text and HTML bodies; our own decode where mail-parser had to guess."""
+    """Text and HTML bodies; our own decode where mail-parser had to guess or mixed in attached mail."""
     text = "\n".join(parsed.text_plain).strip()
     html = "\n".join(parsed.text_html).strip()
+    parts = list(_body_parts(message))
     suspicious = "CharsetDecodeDefect" in parsed.defects_categories or "\ufffd" in text + html
-    if not suspicious and not _latin2_mislabelled(text + html) and not _UTF8_TELLS.search(text + html):
+    if (len(parts) == len(parsed.text_plain) + len(parsed.text_html) and not suspicious
+            and not _latin2_mislabelled(text + html) and not _UTF8_TELLS.search(text + html)):
         return text, html
     texts: list[str] = []
     htmls: list[str] = []
-    for part in message.walk():
-        if part.is_multipart() or part.get_content_disposition() == "attachment" or part.get_filename():
-            continue
-        subtype = part.get_content_type()
-        if subtype not in ("text/plain", "text/html"):
-            continue
+    for part in parts:
         payload = part.get_payload(decode=True) or b""
         decoded = _decode_text(payload, part.get_content_charset())
-        (texts if subtype == "text/plain" else htmls).append(decoded)
-    return "\n".join(texts).strip() or text, "\n".join(htmls).strip() or html
+        (texts if part.get_content_type() == "text/plain" else htmls).append(decoded)
+    if not texts and not htmls:
+        return text, html
+    return "\n".join(texts).strip(), "\n".join(htmls).strip()
 
 
 _INVENTED_NAME = re.compile(r"^[a-z]{10}\.(?:txt|rtf)$")
