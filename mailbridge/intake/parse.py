@@ -145,10 +145,19 @@ def html_to_text(html: str) -> str:
         return re.sub(r"<[^>]+>", " ", html).strip()
 
 
+# Cheap test before the expensive one: does the text quote anything at all?
+_QUOTE_HINT = re.compile(
+    r"^[ \t]*>|wrote:|írta:|schrieb|a écrit|escribió|scritto|schreef|napisał|Feladó:|From:|Von:|De :|-{2,}\s*\w",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 def new_text_of(text: str) -> str:
     """The part of a reply its author wrote: quoted history and its header removed."""
     if not text:
         return ""
+    if not _QUOTE_HINT.search(text):
+        return text.strip()
     cut = _ORIGINAL_MESSAGE.search(text)
     head = text[: cut.start()] if cut else text
     try:
