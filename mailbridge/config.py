@@ -46,6 +46,13 @@ def _read_secret_file(path: str, key: str) -> str:
         raise ValueError(f"cannot read {key} {str(p)!r}: {exc.strerror}") from None
 
 
+def _password(in_file: str, password_file: str | None, env_name: str) -> str:
+    """password_file beats the environment, which beats the config file itself."""
+    if password_file:
+        return _read_secret_file(password_file, "password_file")
+    return os.environ.get(env_name) or in_file
+
+
 class ImapSettings(Section):
     host: str = "localhost"
     port: int = Field(993, ge=1, le=65535)
@@ -62,10 +69,7 @@ class ImapSettings(Section):
 
     @model_validator(mode="after")
     def _secret(self) -> "ImapSettings":
-        if self.password_file:
-            self.password = _read_secret_file(self.password_file, "password_file")
-        elif os.environ.get("MAILBRIDGE_IMAP_PASSWORD"):
-            self.password = os.environ["MAILBRIDGE_IMAP_PASSWORD"]
+        self.password = _password(self.password, self.password_file, "MAILBRIDGE_IMAP_PASSWORD")
         return self
 
 
@@ -83,10 +87,7 @@ class SmtpSettings(Section):
 
     @model_validator(mode="after")
     def _secret(self) -> "SmtpSettings":
-        if self.password_file:
-            self.password = _read_secret_file(self.password_file, "password_file")
-        elif os.environ.get("MAILBRIDGE_SMTP_PASSWORD"):
-            self.password = os.environ["MAILBRIDGE_SMTP_PASSWORD"]
+        self.password = _password(self.password, self.password_file, "MAILBRIDGE_SMTP_PASSWORD")
         if self.tls and self.starttls:
             raise ValueError("tls and starttls are exclusive: tls is SMTPS (port 465), starttls upgrades port 587")
         return self
