@@ -451,7 +451,33 @@ _DOVECOT_UNPRIVILEGED = "".join(
         "anvil", "ipc", "old-stats", "aggregator", "director"))
 
 
-class Dovecot:
+class _ChildServer:
+    """What Dovecot and Pymap share: a child process serving on HOST:_port."""
+
+    _port: int
+    _proc: "subprocess.Popen | None"
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Dovecot(_ChildServer):
     """A private Dovecot IMAP server on 127.0.0.1.
 
     *root* holds ``dovecot.conf``, ``state/``, ``dovecot.log`` (+
@@ -515,27 +541,8 @@ class Dovecot:
 
     # -- properties ----------------------------------------------------------
 
-    @property
-    def host(self) -> str:
-        return HOST
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def __repr__(self) -> str:
         return f"<Dovecot {self.host}:{self.port} root={self.root}>"
-
-    def __enter__(self) -> "Dovecot":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- setup ---------------------------------------------------------------
 
@@ -833,7 +840,7 @@ main()
 """
 
 
-class Pymap:
+class Pymap(_ChildServer):
     """pymap (``pymap dict``, in-memory) as a child process on 127.0.0.1.
 
     Stock pymap's dict backend knows exactly one user (``--demo-user`` /
@@ -863,27 +870,8 @@ class Pymap:
         self._log_file = None
         self._counter = 0
 
-    @property
-    def host(self) -> str:
-        return HOST
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def __repr__(self) -> str:
         return f"<Pymap {self.host}:{self.port}>"
-
-    def __enter__(self) -> "Pymap":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def command(self) -> list[str]:
         code = ((_PYMAP_MULTI_USER if self.multi_user else "")
