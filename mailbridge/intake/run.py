@@ -17,7 +17,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlmodel import Session, col, func, select, update
+from sqlmodel import col, func, select, update
 
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
@@ -32,8 +32,7 @@ from mailbridge.intake.store import (
     Outcome,
     StoreContext,
     record_fetch_failure,
-    store_mail,
-    store_unparseable,
+    store_batch,
 )
 from mailbridge.logs import get_logger
 from mailbridge.mail import ParsedMail, RawMail
@@ -188,31 +187,26 @@ class Intake:
 
     def _store(self, raws: list[RawMail], results: list[ParsedMail | str]) -> list[Outcome]:
         """One transaction for the batch; if one mail breaks it, each alone, the breaker quarantined."""
+        batch = list(zip(raws, results))
         try:
             with self.db.session() as session:
-                return [self._store_one(session, raw, result) for raw, result in zip(raws, results)]
+                return store_batch(session, self._context(), batch)
         except StorageError:
             raise  # the database itself is unwell: stop, leave the server copies, retry later
         except Exception:
             log.warning("intake.batch_failed", count=len(raws), action="storing one by one")
         outcomes = []
-        for raw, result in zip(raws, results):
+        for raw, result in batch:
             try:
                 with self.db.session() as session:
-                    outcomes.append(self._store_one(session, raw, result))
+                    outcomes.extend(store_batch(session, self._context(), [(raw, result)]))
             except StorageError:
                 raise
             except Exception as exc:
                 reason = f"could not be stored: {type(exc).__name__}: {exc}"[:300]
                 with self.db.session() as session:
-                    outcomes.append(store_unparseable(session, raw, reason, self._context()))
+                    outcomes.extend(store_batch(session, self._context(), [(raw, reason)]))
         return outcomes
-
-    def _store_one(self, session: Session, raw: RawMail, result: ParsedMail | str) -> Outcome:
-        ctx = self._context()
-        if isinstance(result, str):
-            return store_unparseable(session, raw, result, ctx)
-        return store_mail(session, raw, result, ctx)
 
     def _fetch_failures(self, mover: ImapConnection, uidvalidity: int, uids: list[int]) -> None:
         """The server answered without a body: retried next poll, quarantined after a few tries."""
@@ -228,7 +222,7 @@ class Intake:
         for uid in give_up:
             reason = f"server returned no body for UID {uid} after {MAX_FETCH_ATTEMPTS} attempts"
             with self.db.session() as session:
-                store_unparseable(session, RawMail(s.folder, uidvalidity, uid, b""), reason, ctx)
+                store_batch(session, ctx, [(RawMail(s.folder, uidvalidity, uid, b""), reason)])
             self._move(mover, uidvalidity, [(uid, QUARANTINE)], PollReport())
 
     def _move(self, mover: ImapConnection, uidvalidity: int, targets: list[tuple[int, str]], report: PollReport) -> None:

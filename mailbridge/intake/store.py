@@ -1,10 +1,16 @@
-"""Store stage: one mail's verdict and thread written as rows, in the caller's transaction.
+"""Store stage: a batch of mails written as rows, in the caller's transaction.
 
 Dedupe happens here, inside the write transaction: a server copy already in
 the intake log (same folder UIDVALIDITY + UID) is skipped, and a copy of a
 mail we hold (same Message-ID and SHA-256 of the raw bytes) is logged
 against the message we already have. Different mails that merely share a
 Message-ID or a body are both kept.
+
+Speed: what a batch needs to look up (intake log, copies, threads, tickets,
+reporters) is read with one query each before the first mail, then kept up
+to date as the batch writes; rows go in with SQLAlchemy Core, and rows
+nothing refers to (events, participants, attachments, intake log) in one
+executemany per table at the end.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ import hashlib
 import json
 import re
 import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session
 
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
-from mailbridge.intake.thread import ThreadMatch, format_ticket_id, match_ticket
+from mailbridge.intake.thread import ThreadMatch, find_tag, format_ticket_id, match_ticket
 from mailbridge.mail import Address, ParsedMail, RawMail
 from mailbridge.models import (
     Attachment,
@@ -39,6 +48,20 @@ from mailbridge.policy.classify import DEFAULT_RULES, Rule, classify, guess_lang
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
+
+T_TICKET = Ticket.__table__
+T_REPORTER = Reporter.__table__
+T_PARTICIPANT = Participant.__table__
+T_RAW = RawMessage.__table__
+T_MESSAGE = Message.__table__
+T_ATTACHMENT = Attachment.__table__
+T_EVENT = Event.__table__
+T_INTAKE = IntakeLog.__table__
+T_QUARANTINE = Quarantine.__table__
+T_OUTBOX = Outbox.__table__
+
+# SQLite allows 32766 bound parameters; stay far below.
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -65,109 +88,339 @@ class StoreContext:
         return tuple(Rule(tuple(r.keywords), r.category, r.area) for r in configured)
 
 
-class DbTicketIndex:
-    """The thread stage's view of the database."""
+@dataclass
+class _Logged:
+    id: int
+    state: str
 
-    def __init__(self, session: Session):
+
+def _chunks(values: Sequence, size: int = _IN_CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class MailStore:
+    """Writes one batch; also the thread stage's TicketIndex for that batch."""
+
+    def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, ParsedMail | str]] = ()):
         self.session = session
+        self.conn = session.connection()
+        self.ctx = ctx
+        self.prefix = ctx.settings.tickets.id_prefix
+        self._events: list[dict] = []
+        self._participant_rows: list[dict] = []
+        self._attachment_rows: list[dict] = []
+        self._intake_rows: list[dict] = []
+        self.participants: dict[int, set[str]] = defaultdict(set)  # added by this batch
+        self.logged: dict[tuple[str, int, int], _Logged] = {}
+        self.copies: dict[tuple[str, str], tuple[int, int | None, str]] = {}
+        self.threads: dict[str, int] = {}
+        self.tickets: set[int] = set()
+        self.reporters: dict[str, tuple[int, str]] = {}
+        self.raw_ids: dict[str, int] = {}
+        self._prefetch(batch)
 
+    # --- the batch's lookups, read once -------------------------------------
+
+    def _prefetch(self, batch: Sequence[tuple[RawMail, ParsedMail | str]]) -> None:
+        c = self.conn
+        for folder, uidvalidity in {(r.folder, r.uidvalidity) for r, _ in batch}:
+            uids = [r.uid for r, _ in batch if (r.folder, r.uidvalidity) == (folder, uidvalidity)]
+            for part in _chunks(uids):
+                for row in c.execute(
+                    sa.select(T_INTAKE.c.id, T_INTAKE.c.uid, T_INTAKE.c.state).where(
+                        T_INTAKE.c.mailbox == self.ctx.mailbox, T_INTAKE.c.folder == folder,
+                        T_INTAKE.c.uidvalidity == uidvalidity, T_INTAKE.c.uid.in_(part),
+                    )
+                ):
+                    self.logged[(folder, uidvalidity, row.uid)] = _Logged(row.id, row.state)
+        mails = [p for _, p in batch if not isinstance(p, str)]
+        ids = sorted({m.message_id for m in mails})
+        for part in _chunks(ids):
+            for row in c.execute(
+                sa.select(T_MESSAGE.c.id, T_MESSAGE.c.message_id, T_MESSAGE.c.raw_sha256, T_MESSAGE.c.ticket_id,
+                          T_MESSAGE.c.kind).where(T_MESSAGE.c.message_id.in_(part)).order_by(T_MESSAGE.c.id.desc())
+            ):
+                self.copies[(row.message_id, row.raw_sha256)] = (row.id, row.ticket_id, row.kind)
+        refs = sorted({r for m in mails for r in (*m.references, *(m.report.message_ids if m.report else ()))})
+        for part in _chunks(refs):
+            for row in c.execute(
+                sa.select(T_MESSAGE.c.message_id, T_MESSAGE.c.ticket_id)
+                .where(T_MESSAGE.c.message_id.in_(part), T_MESSAGE.c.ticket_id.is_not(None))
+                .order_by(T_MESSAGE.c.id.desc())  # the oldest message of an ID wins
+            ):
+                self.threads[row.message_id] = row.ticket_id
+        numbers = sorted({n for m in mails if (n := find_tag(m.subject, self.prefix)) is not None})
+        for part in _chunks(numbers):
+            self.tickets.update(c.execute(sa.select(T_TICKET.c.id).where(T_TICKET.c.id.in_(part))).scalars())
+        emails = sorted({m.sender.email for m in mails if m.sender})
+        for part in _chunks(emails):
+            for row in c.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.email, T_REPORTER.c.name)
+                                 .where(T_REPORTER.c.email.in_(part))):
+                self.reporters[row.email] = (row.id, row.name)
+        shas = sorted({m.raw_sha256 for m in mails})
+        for part in _chunks(shas):
+            for row in c.execute(sa.select(T_RAW.c.id, T_RAW.c.sha256).where(T_RAW.c.sha256.in_(part))):
+                self.raw_ids.setdefault(row.sha256, row.id)
+
+    # TicketIndex, for match_ticket
     def by_message_id(self, message_id: str) -> int | None:
-        return self.session.exec(
-            select(Message.ticket_id)
-            .where(Message.message_id == message_id, col(Message.ticket_id).is_not(None))
-            .order_by(col(Message.id))
-            .limit(1)
-        ).first()
+        return self.threads.get(message_id)
 
     def by_number(self, number: int) -> int | None:
-        return self.session.exec(select(Ticket.id).where(Ticket.id == number)).first()
+        return number if number in self.tickets else None
 
+    # --- one mail --------------------------------------------------------------
 
-def already_logged(session: Session, ctx: StoreContext, raw: RawMail) -> IntakeLog | None:
-    return session.exec(
-        select(IntakeLog).where(
-            IntakeLog.mailbox == ctx.mailbox,
-            IntakeLog.folder == raw.folder,
-            IntakeLog.uidvalidity == raw.uidvalidity,
-            IntakeLog.uid == raw.uid,
+    def store(self, raw: RawMail, parsed: ParsedMail | str) -> Outcome:
+        logged = self.logged.get((raw.folder, raw.uidvalidity, raw.uid))
+        if logged is not None and logged.state != "retry":
+            return Outcome(raw.uid, "already", target="")
+        if isinstance(parsed, str):
+            return self._unparseable(raw, parsed, logged)
+
+        copy = self.copies.get((parsed.message_id, parsed.raw_sha256))
+        if copy is not None:
+            message_pk, ticket_id, kind = copy
+            target = QUARANTINE if kind == "unparseable" else PROCESSED
+            self._log_intake(raw, logged, message_pk, "stored", target, "copy of a message already held")
+            return Outcome(raw.uid, "duplicate", ticket_id, target)
+
+        verdict = loops.screen(parsed, self.ctx.settings.own_addresses)
+        match = match_ticket(parsed, self, self.prefix)
+        raw_id = self._keep_raw(raw.raw, parsed.raw_sha256)
+
+        if verdict.is_person:
+            outcome_kind, ticket_id = self._person_mail(parsed, match)
+            kind = "outsider" if outcome_kind == "outsider" else self.message_kind(parsed)
+        else:
+            outcome_kind, ticket_id, kind = verdict.kind, match.ticket_id, verdict.kind
+
+        message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
+        self.attachments(parsed, message_pk, ticket_id)
+        if verdict.kind == loops.BOUNCE:
+            self._bounce(parsed, ticket_id)
+        elif not verdict.is_person:
+            self.event(ticket_id, f"mail.{verdict.kind}", parsed.sender.email or "system",
+                       {"reason": verdict.reason, "message": message_pk})
+        self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
+        return Outcome(raw.uid, outcome_kind, ticket_id, PROCESSED, verdict.reason)
+
+    def _unparseable(self, raw: RawMail, reason: str, logged: _Logged | None) -> Outcome:
+        """P6: even a mail nobody can read becomes a ticket, flagged for a person."""
+        digest = hashlib.sha256(raw.raw).hexdigest()
+        raw_id = self._keep_raw(raw.raw, digest)
+        subject = (_sniff_header(raw.raw, b"subject") or "(unreadable mail)")[:500]
+        now = self.ctx.now
+        ticket_id = self._insert(T_TICKET, subject=subject, status="new", category="Egyéb", area="Egyéb",
+                                 channel="email", language=self.ctx.settings.tickets.default_language,
+                                 flags="needs_review", created_at=now, updated_at=now)
+        self.tickets.add(ticket_id)
+        message_pk = self._insert(
+            T_MESSAGE, ticket_id=ticket_id, direction="in", kind="unparseable", internal=False,
+            message_id=(_sniff_header(raw.raw, b"message-id") or "")[:998], sender="", sender_name="",
+            to_addrs="", cc_addrs="", subject=subject, text="", new_text="", html="", references="",
+            reason=reason[:200], raw_id=raw_id, raw_sha256=digest, created_at=now,
         )
-    ).first()
+        self._insert(T_QUARANTINE, message_pk=message_pk, ticket_id=ticket_id, reason=reason, status="waiting",
+                     created_at=now)
+        self.event(ticket_id, "ticket.created", "system", {"channel": "email", "needs_review": True})
+        self.event(ticket_id, "mail.quarantined", "system", {"reason": reason, "message": message_pk})
+        self._log_intake(raw, logged, message_pk, "quarantined", QUARANTINE, reason)
+        return Outcome(raw.uid, "quarantined", ticket_id, QUARANTINE, reason)
+
+    # --- tickets ---------------------------------------------------------------
+
+    def _person_mail(self, parsed: ParsedMail, match: ThreadMatch) -> tuple[str, int]:
+        if match.is_new:
+            return "new_ticket", self._open_ticket(parsed)
+        ticket = self.conn.execute(
+            sa.select(T_TICKET.c.id, T_TICKET.c.status, T_TICKET.c.resolved_at, T_TICKET.c.reporter_id)
+            .where(T_TICKET.c.id == match.ticket_id)
+        ).one()
+        role = senders.sender_role(parsed.sender.email, self._participants_of(ticket.id, ticket.reporter_id))
+        effect = senders.reply_effect(role, ticket.status, ticket.resolved_at, self.ctx.now,
+                                      self.ctx.settings.tickets.reopen_days)
+        by = parsed.sender.email or "unknown"
+        if effect == senders.FOLLOW_UP:
+            new_id = self._open_ticket(parsed, linked=ticket.id)
+            self.event(ticket.id, "ticket.follow_up", by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
+            return "follow_up", new_id
+        changes: dict = {"updated_at": self.ctx.now}
+        if effect == senders.REOPEN:
+            changes.update(status="in_progress", resolved_at=None)
+            self.event(ticket.id, "ticket.reopened", by, {"via": match.via})
+        self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket.id).values(**changes))
+        if effect == senders.RECORD_ONLY:
+            self.event(ticket.id, "mail.outsider", by, {"via": match.via})
+            return "outsider", ticket.id
+        self.event(ticket.id, "mail.received", by, {"via": match.via, "role": role})
+        return ("reopened" if effect == senders.REOPEN else "reply"), ticket.id
+
+    def _open_ticket(self, parsed: ParsedMail, linked: int | None = None) -> int:
+        reporter_id = self.reporter_id(parsed.sender) if parsed.sender else None
+        found = classify(parsed.subject, parsed.new_text or parsed.text, self.ctx.rules)
+        now = self.ctx.now
+        ticket_id = self._insert(
+            T_TICKET,
+            subject=(parsed.subject or "(no subject)")[:500], status="new", category=found.category, area=found.area,
+            channel="email", reporter_id=reporter_id,
+            language=guess_language(parsed.subject + "\n" + parsed.text[:1000], self.ctx.settings.tickets.default_language),
+            flags="" if reporter_id else "no_sender", linked_ticket_id=linked, created_at=now, updated_at=now,
+        )
+        self.tickets.add(ticket_id)
+        own = self.ctx.settings.own_addresses
+        people: dict[str, str] = {}
+        if parsed.sender:
+            people[parsed.sender.email] = "reporter"
+        for role, addresses in (("to", parsed.to), ("cc", parsed.cc)):
+            for address in addresses:
+                if address.email not in own:
+                    people.setdefault(address.email, role)
+        for email, role in people.items():
+            self._participant_rows.append({"ticket_id": ticket_id, "email": email, "role": role})
+            self.participants[ticket_id].add(email)
+        detail = {"channel": "email", "category": found.category, "area": found.area}
+        if linked is not None:
+            detail["follows"] = format_ticket_id(linked, self.prefix)
+        self.event(ticket_id, "ticket.created", parsed.sender.email or "system", detail)
+        return ticket_id
+
+    def _participants_of(self, ticket_id: int, reporter_id: int | None) -> senders.Participants:
+        reporter = ""
+        if reporter_id is not None:
+            reporter = self.conn.execute(sa.select(T_REPORTER.c.email).where(T_REPORTER.c.id == reporter_id)).scalar() or ""
+        stored = self.conn.execute(sa.select(T_PARTICIPANT.c.email).where(T_PARTICIPANT.c.ticket_id == ticket_id)).scalars()
+        return senders.Participants(
+            reporter=reporter,
+            others=frozenset(stored) | self.participants.get(ticket_id, set()),
+            agents=self.ctx.settings.agent_addresses,
+            divisions=self.ctx.settings.division_addresses,
+        )
+
+    def reporter_id(self, sender: Address) -> int:
+        known = self.reporters.get(sender.email)
+        if known is None:
+            found = self.conn.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.name)
+                                      .where(T_REPORTER.c.email == sender.email)).first()
+            known = (found.id, found.name) if found else None
+        if known is None:
+            known = (self._insert(T_REPORTER, email=sender.email, name=sender.name[:200], created_at=self.ctx.now),
+                     sender.name)
+        elif sender.name and not known[1]:
+            self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.id == known[0]).values(name=sender.name[:200]))
+            known = (known[0], sender.name)
+        self.reporters[sender.email] = known
+        return known[0]
+
+    def message_kind(self, parsed: ParsedMail) -> str:
+        if parsed.sender.email in self.ctx.settings.agent_addresses:
+            return "agent"
+        if parsed.sender.email in self.ctx.settings.division_addresses:
+            return "division"
+        return "customer"
+
+    # --- rows --------------------------------------------------------------
+
+    def _message(self, parsed: ParsedMail, ticket_id: int | None, kind: str, raw_id: int, reason: str) -> int:
+        message_pk = self._insert(T_MESSAGE, ticket_id=ticket_id, direction="in", kind=kind, internal=False,
+                                  raw_id=raw_id, raw_sha256=parsed.raw_sha256, created_at=self.ctx.now,
+                                  reason=reason[:200], **message_fields(parsed))
+        self.copies[(parsed.message_id, parsed.raw_sha256)] = (message_pk, ticket_id, kind)
+        if ticket_id is not None and parsed.message_id:
+            self.threads.setdefault(parsed.message_id, ticket_id)
+        return message_pk
+
+    def attachments(self, parsed: ParsedMail, message_pk: int, ticket_id: int | None) -> None:
+        for part in parsed.attachments:
+            if not part.rejected:
+                self.ctx.files.put(part.data, part.sha256)
+            self._attachment_rows.append({
+                "message_pk": message_pk, "ticket_id": ticket_id, "filename": part.filename,
+                "content_type": part.content_type[:200], "size": part.size, "sha256": part.sha256,
+                "content_id": part.content_id[:998], "inline": part.inline, "rejected": part.rejected,
+                "reason": part.reason,
+            })
+            if part.rejected and ticket_id is not None:
+                self.event(ticket_id, "attachment.rejected", "system",
+                           {"filename": part.filename, "size": part.size, "reason": part.reason})
+
+    def _bounce(self, parsed: ParsedMail, ticket_id: int | None) -> None:
+        report = parsed.report
+        ids = list(report.message_ids) if report else []
+        recipients = list(report.recipients) if report else []
+        bounced = list(self.conn.execute(sa.select(T_OUTBOX.c.id).where(T_OUTBOX.c.message_id.in_(ids))).scalars()) if ids else []
+        if bounced:
+            self.conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id.in_(bounced)).values(
+                status="bounced", last_error=("delivery report: " + ", ".join(recipients))[:500]))
+        detail = {"recipients": recipients, "about": ids, "outbox": bounced}
+        self.event(ticket_id, "outbox.bounced" if ticket_id else "mail.bounce", "system", detail)
+
+    def _keep_raw(self, raw: bytes, digest: str) -> int:
+        if digest not in self.raw_ids:
+            self.raw_ids[digest] = self._insert(T_RAW, sha256=digest, size=len(raw), data=zlib.compress(raw, 6),
+                                                created_at=self.ctx.now)
+        return self.raw_ids[digest]
+
+    def _log_intake(self, raw: RawMail, logged: _Logged | None, message_pk: int | None, state: str, target: str,
+                    reason: str = "") -> None:
+        values = {"message_pk": message_pk, "state": state, "target": target, "reason": reason[:300],
+                  "updated_at": self.ctx.now}
+        if logged is not None:  # a UID that failed to fetch before
+            self.conn.execute(sa.update(T_INTAKE).where(T_INTAKE.c.id == logged.id).values(**values))
+        else:
+            self._intake_rows.append({"mailbox": self.ctx.mailbox, "folder": raw.folder, "uidvalidity": raw.uidvalidity,
+                                      "uid": raw.uid, "attempts": 0, "created_at": self.ctx.now, **values})
+        self.logged[(raw.folder, raw.uidvalidity, raw.uid)] = _Logged(logged.id if logged else 0, state)
+
+    def event(self, ticket_id: int | None, type_: str, by: str, detail: dict) -> None:
+        self._events.append({"ticket_id": ticket_id, "type": type_, "at": self.ctx.now, "by": by,
+                             "detail": json.dumps(detail, ensure_ascii=False)})
+
+    def _insert(self, table: sa.Table, **values) -> int:
+        # Parameters, not .values(): a statement built per row costs 4x in compilation.
+        return self.conn.execute(_insert_statement(table), values).inserted_primary_key[0]
+
+    def finish(self) -> None:
+        """Writes the rows nothing in the batch refers to, one statement per table."""
+        for table, rows in ((T_PARTICIPANT, self._participant_rows), (T_ATTACHMENT, self._attachment_rows),
+                            (T_EVENT, self._events), (T_INTAKE, self._intake_rows)):
+            if rows:
+                self.conn.execute(_insert_statement(table), rows)
+                rows.clear()
 
 
-def store_mail(session: Session, raw: RawMail, parsed: ParsedMail, ctx: StoreContext) -> Outcome:
-    """Records one parsed mail and its intake-log row."""
-    logged = already_logged(session, ctx, raw)
-    if logged is not None and logged.state != "retry":
-        return Outcome(raw.uid, "already", target="")
-
-    copy = session.exec(
-        select(Message).where(Message.message_id == parsed.message_id, Message.raw_sha256 == parsed.raw_sha256).limit(1)
-    ).first()
-    if copy is not None:
-        target = QUARANTINE if copy.kind == "unparseable" else PROCESSED
-        _log_intake(session, ctx, raw, logged, copy.id, "stored", target, "copy of a message already held")
-        return Outcome(raw.uid, "duplicate", copy.ticket_id, target)
-
-    verdict = loops.screen(parsed, ctx.settings.own_addresses)
-    match = match_ticket(parsed, DbTicketIndex(session), ctx.settings.tickets.id_prefix)
-    raw_row = _keep_raw(session, raw.raw, parsed.raw_sha256, ctx.now)
-
-    if verdict.kind == loops.PERSON:
-        outcome_kind, ticket = _person_mail(session, parsed, match, ctx)
-        kind = {"outsider": "outsider"}.get(outcome_kind, _message_kind(parsed, ctx))
-    else:
-        outcome_kind = verdict.kind
-        ticket = session.get(Ticket, match.ticket_id) if match.ticket_id else None
-        kind = verdict.kind
-
-    message = _message_row(session, parsed, ticket, kind, raw_row, ctx, reason=verdict.reason)
-    _attachments(session, parsed, message, ticket, ctx)
-
-    if verdict.kind == loops.BOUNCE:
-        _bounce(session, parsed, ticket, ctx)
-    elif verdict.kind != loops.PERSON:
-        _event(session, ticket, f"mail.{verdict.kind}", ctx, parsed.sender.email or "system",
-               {"reason": verdict.reason, "message": message.id})
-    _log_intake(session, ctx, raw, logged, message.id, "stored", PROCESSED)
-    return Outcome(raw.uid, outcome_kind, ticket.id if ticket else None, PROCESSED, verdict.reason)
+_INSERT_STATEMENTS: dict[str, sa.Insert] = {}
 
 
-def store_unparseable(session: Session, raw: RawMail, reason: str, ctx: StoreContext) -> Outcome:
-    """P6: even a mail nobody can read becomes a ticket, flagged for a person."""
-    logged = already_logged(session, ctx, raw)
-    if logged is not None and logged.state != "retry":
-        return Outcome(raw.uid, "already", target="")
-    digest = hashlib.sha256(raw.raw).hexdigest()
-    raw_row = _keep_raw(session, raw.raw, digest, ctx.now)
-    subject = _sniff_header(raw.raw, b"subject") or "(unreadable mail)"
-    ticket = Ticket(
-        subject=subject[:500], status="new", channel="email", language=ctx.settings.tickets.default_language,
-        created_at=ctx.now, updated_at=ctx.now, flags="needs_review",
-    )
-    session.add(ticket)
-    session.flush()
-    message = Message(
-        ticket_id=ticket.id, direction="in", kind="unparseable", subject=subject[:998],
-        message_id=(_sniff_header(raw.raw, b"message-id") or "")[:998],
-        reason=reason[:200], raw_id=raw_row.id, raw_sha256=digest, created_at=ctx.now,
-    )
-    session.add(message)
-    session.flush()
-    session.add(Quarantine(message_pk=message.id, ticket_id=ticket.id, reason=reason, created_at=ctx.now))
-    _event(session, ticket, "ticket.created", ctx, "system", {"channel": "email", "needs_review": True})
-    _event(session, ticket, "mail.quarantined", ctx, "system", {"reason": reason, "message": message.id})
-    _log_intake(session, ctx, raw, logged, message.id, "quarantined", QUARANTINE, reason)
-    return Outcome(raw.uid, "quarantined", ticket.id, QUARANTINE, reason)
+def _insert_statement(table: sa.Table) -> sa.Insert:
+    if table.name not in _INSERT_STATEMENTS:
+        _INSERT_STATEMENTS[table.name] = sa.insert(table)
+    return _INSERT_STATEMENTS[table.name]
+
+
+def message_fields(parsed: ParsedMail) -> dict:
+    """A message row's columns that come from the mail itself."""
+    return {
+        "message_id": parsed.message_id, "sender": parsed.sender.email, "sender_name": parsed.sender.name[:200],
+        "to_addrs": ", ".join(a.email for a in parsed.to), "cc_addrs": ", ".join(a.email for a in parsed.cc),
+        "subject": parsed.subject[:5000], "text": parsed.text, "new_text": parsed.new_text, "html": parsed.html,
+        "references": " ".join(parsed.references), "sent_at": parsed.date,
+    }
+
+
+def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, ParsedMail | str]]) -> list[Outcome]:
+    store = MailStore(session, ctx, batch)
+    outcomes = [store.store(raw, parsed) for raw, parsed in batch]
+    store.finish()
+    return outcomes
 
 
 def record_fetch_failure(session: Session, ctx: StoreContext, folder: str, uidvalidity: int, uid: int, reason: str) -> int:
     """A UID the server would not give us: logged for a retry; returns attempts so far."""
-    row = session.exec(
-        select(IntakeLog).where(
-            IntakeLog.mailbox == ctx.mailbox, IntakeLog.folder == folder,
-            IntakeLog.uidvalidity == uidvalidity, IntakeLog.uid == uid,
-        )
-    ).first()
+    key = (IntakeLog.mailbox == ctx.mailbox, IntakeLog.folder == folder, IntakeLog.uidvalidity == uidvalidity,
+           IntakeLog.uid == uid)
+    row = session.scalars(sa.select(IntakeLog).where(*key)).first()
     if row is None:
         row = IntakeLog(mailbox=ctx.mailbox, folder=folder, uidvalidity=uidvalidity, uid=uid, state="retry",
                         reason=reason[:300], created_at=ctx.now, updated_at=ctx.now)
@@ -177,230 +430,45 @@ def record_fetch_failure(session: Session, ctx: StoreContext, folder: str, uidva
     return row.attempts
 
 
-# --- the pieces -------------------------------------------------------------
-
-
-def _person_mail(session: Session, parsed: ParsedMail, match: ThreadMatch, ctx: StoreContext) -> tuple[str, Ticket]:
-    if match.is_new:
-        return "new_ticket", _open_ticket(session, parsed, ctx)
-    ticket = session.get(Ticket, match.ticket_id)
-    assert ticket is not None
-    role = senders.sender_role(parsed.sender.email, _participants(session, ticket, ctx))
-    effect = senders.reply_effect(role, ticket.status, ticket.resolved_at, ctx.now, ctx.settings.tickets.reopen_days)
-    by = parsed.sender.email or "unknown"
-    if effect == senders.FOLLOW_UP:
-        new = _open_ticket(session, parsed, ctx, linked=ticket)
-        _event(session, ticket, "ticket.follow_up", ctx, by, {"new_ticket": format_ticket_id(new.id, ctx.settings.tickets.id_prefix)})
-        return "follow_up", new
-    if effect == senders.REOPEN:
-        ticket.status = "in_progress"
-        ticket.resolved_at = None
-        _event(session, ticket, "ticket.reopened", ctx, by, {"via": match.via})
-    elif effect == senders.RECORD_ONLY:
-        _event(session, ticket, "mail.outsider", ctx, by, {"via": match.via})
-        ticket.updated_at = ctx.now
-        session.add(ticket)
-        return "outsider", ticket
-    ticket.updated_at = ctx.now
-    session.add(ticket)
-    _event(session, ticket, "mail.received", ctx, by, {"via": match.via, "role": role})
-    return ("reopened" if effect == senders.REOPEN else "reply"), ticket
-
-
-def _open_ticket(session: Session, parsed: ParsedMail, ctx: StoreContext, linked: Ticket | None = None) -> Ticket:
-    reporter = _reporter(session, parsed.sender, ctx) if parsed.sender else None
-    found = classify(parsed.subject, parsed.new_text or parsed.text, ctx.rules)
-    ticket = Ticket(
-        subject=(parsed.subject or "(no subject)")[:500],
-        status="new",
-        category=found.category,
-        area=found.area,
-        channel="email",
-        reporter_id=reporter.id if reporter else None,
-        language=guess_language(parsed.subject + "\n" + parsed.text[:2000], ctx.settings.tickets.default_language),
-        linked_ticket_id=linked.id if linked else None,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-    )
-    if reporter is None:
-        ticket.add_flag("no_sender")
-    session.add(ticket)
-    session.flush()
-    own = ctx.settings.own_addresses
-    people = {}
-    if reporter is not None and reporter.email:
-        people[reporter.email] = "reporter"
-    for role, addresses in (("to", parsed.to), ("cc", parsed.cc)):
-        for address in addresses:
-            if address.email not in own:
-                people.setdefault(address.email, role)
-    for email, role in people.items():
-        session.add(Participant(ticket_id=ticket.id, email=email, role=role))
-    detail = {"channel": "email", "category": found.category, "area": found.area}
-    if linked is not None:
-        detail["follows"] = format_ticket_id(linked.id, ctx.settings.tickets.id_prefix)
-    _event(session, ticket, "ticket.created", ctx, parsed.sender.email or "system", detail)
-    return ticket
-
-
-def _participants(session: Session, ticket: Ticket, ctx: StoreContext) -> senders.Participants:
-    reporter = session.get(Reporter, ticket.reporter_id) if ticket.reporter_id else None
-    others = session.exec(select(Participant.email).where(Participant.ticket_id == ticket.id)).all()
-    return senders.Participants(
-        reporter=(reporter.email or "") if reporter else "",
-        others=frozenset(others),
-        agents=ctx.settings.agent_addresses,
-        divisions=ctx.settings.division_addresses,
-    )
-
-
-def _reporter(session: Session, sender: Address, ctx: StoreContext) -> Reporter:
-    reporter = session.exec(select(Reporter).where(Reporter.email == sender.email)).first()
-    if reporter is None:
-        reporter = Reporter(email=sender.email, name=sender.name[:200], created_at=ctx.now)
-        session.add(reporter)
-        session.flush()
-    elif sender.name and not reporter.name:
-        reporter.name = sender.name[:200]
-        session.add(reporter)
-    return reporter
-
-
-def _message_kind(parsed: ParsedMail, ctx: StoreContext) -> str:
-    if parsed.sender.email in ctx.settings.agent_addresses:
-        return "agent"
-    if parsed.sender.email in ctx.settings.division_addresses:
-        return "division"
-    return "customer"
-
-
-def _message_row(
-    session: Session, parsed: ParsedMail, ticket: Ticket | None, kind: str, raw_row: RawMessage, ctx: StoreContext,
-    reason: str = "",
-) -> Message:
-    message = Message(
-        ticket_id=ticket.id if ticket else None,
-        direction="in",
-        kind=kind,
-        message_id=parsed.message_id,
-        sender=parsed.sender.email,
-        sender_name=parsed.sender.name[:200],
-        to_addrs=", ".join(a.email for a in parsed.to),
-        cc_addrs=", ".join(a.email for a in parsed.cc),
-        subject=parsed.subject[:5000],
-        text=parsed.text,
-        new_text=parsed.new_text,
-        html=parsed.html,
-        references=" ".join(parsed.references),
-        reason=reason[:200],
-        raw_id=raw_row.id,
-        raw_sha256=parsed.raw_sha256,
-        sent_at=parsed.date,
-        created_at=ctx.now,
-    )
-    session.add(message)
-    session.flush()
-    return message
-
-
-def _attachments(session: Session, parsed: ParsedMail, message: Message, ticket: Ticket | None, ctx: StoreContext) -> None:
-    for part in parsed.attachments:
-        if not part.rejected:
-            ctx.files.put(part.data, part.sha256)
-        session.add(
-            Attachment(
-                message_pk=message.id, ticket_id=ticket.id if ticket else None, filename=part.filename,
-                content_type=part.content_type[:200], size=part.size, sha256=part.sha256,
-                content_id=part.content_id[:998], inline=part.inline, rejected=part.rejected, reason=part.reason,
-            )
-        )
-        if part.rejected and ticket is not None:
-            _event(session, ticket, "attachment.rejected", ctx, "system",
-                   {"filename": part.filename, "size": part.size, "reason": part.reason})
-
-
-def _bounce(session: Session, parsed: ParsedMail, ticket: Ticket | None, ctx: StoreContext) -> None:
-    report = parsed.report
-    ids = report.message_ids if report else ()
-    bounced = session.exec(select(Outbox).where(col(Outbox.message_id).in_(ids))).all() if ids else []
-    for row in bounced:
-        row.status = "bounced"
-        row.last_error = "delivery report: " + ", ".join(report.recipients)[:500] if report else "delivery report"
-        session.add(row)
-    detail = {"recipients": list(report.recipients) if report else [], "about": list(ids), "outbox": [r.id for r in bounced]}
-    _event(session, ticket, "outbox.bounced" if ticket else "mail.bounce", ctx, "system", detail)
-
-
-def _keep_raw(session: Session, raw: bytes, digest: str, now: datetime) -> RawMessage:
-    existing = session.exec(select(RawMessage).where(RawMessage.sha256 == digest).limit(1)).first()
-    if existing is not None:
-        return existing
-    row = RawMessage(sha256=digest, size=len(raw), data=zlib.compress(raw, 6), created_at=now)
-    session.add(row)
-    session.flush()
-    return row
-
-
-def _log_intake(session: Session, ctx: StoreContext, raw: RawMail, row: IntakeLog | None, message_pk: int | None,
-                state: str, target: str, reason: str = "") -> None:
-    if row is None:
-        row = IntakeLog(mailbox=ctx.mailbox, folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid,
-                        created_at=ctx.now, updated_at=ctx.now, state=state)
-    row.message_pk, row.state, row.target, row.reason, row.updated_at = message_pk, state, target, reason[:300], ctx.now
-    session.add(row)
-
-
-def _event(session: Session, ticket: Ticket | None, type_: str, ctx: StoreContext, by: str, detail: dict) -> None:
-    session.add(Event(ticket_id=ticket.id if ticket else None, type=type_, at=ctx.now, by=by,
-                      detail=json.dumps(detail, ensure_ascii=False)))
-
-
-def _sniff_header(raw: bytes, name: bytes) -> str | None:
-    found = re.search(rb"(?im)^" + name + rb":[ \t]*(.{1,500})$", raw[:65536])
-    return found.group(1).decode("utf-8", "replace").strip() if found else None
-
-
 def reread_quarantined(session: Session, entry: Quarantine, parsed: ParsedMail | str, ctx: StoreContext) -> bool:
     """`quarantine retry`: a mail that now parses fills in its placeholder ticket.
 
     The ticket keeps its ID (the reporter may already know it); it gets the
     real subject, reporter, category and attachments, and loses needs_review.
     """
+    store = MailStore(session, ctx)
     entry.retried_at = ctx.now
-    ticket = session.get(Ticket, entry.ticket_id) if entry.ticket_id else None
+    ticket_id = entry.ticket_id
     if isinstance(parsed, str):
         entry.status = "failed_again"
         entry.reason = f"{entry.reason}; retry: {parsed}"[:2000]
         session.add(entry)
-        _event(session, ticket, "quarantine.retry_failed", ctx, "system", {"reason": parsed})
+        store.event(ticket_id, "quarantine.retry_failed", "system", {"reason": parsed})
+        store.finish()
         return False
-    message = session.get(Message, entry.message_pk)
-    assert message is not None
-    for name, value in (
-        ("message_id", parsed.message_id), ("sender", parsed.sender.email), ("sender_name", parsed.sender.name[:200]),
-        ("to_addrs", ", ".join(a.email for a in parsed.to)), ("cc_addrs", ", ".join(a.email for a in parsed.cc)),
-        ("subject", parsed.subject[:5000]), ("text", parsed.text), ("new_text", parsed.new_text),
-        ("html", parsed.html), ("references", " ".join(parsed.references)), ("sent_at", parsed.date),
-        ("kind", _message_kind(parsed, ctx)), ("reason", ""),
-    ):
-        setattr(message, name, value)
-    session.add(message)
-    _attachments(session, parsed, message, ticket, ctx)
-    if ticket is not None:
-        reporter = _reporter(session, parsed.sender, ctx) if parsed.sender else None
+    store.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == entry.message_pk).values(
+        kind=store.message_kind(parsed), reason="", **message_fields(parsed)))
+    store.attachments(parsed, entry.message_pk, ticket_id)
+    if ticket_id is not None:
+        reporter_id = store.reporter_id(parsed.sender) if parsed.sender else None
         found = classify(parsed.subject, parsed.new_text or parsed.text, ctx.rules)
-        ticket.subject = (parsed.subject or "(no subject)")[:500]
-        ticket.reporter_id = reporter.id if reporter else None
-        ticket.category, ticket.area = found.category, found.area
-        ticket.flags = ",".join(f for f in ticket.flag_list if f != "needs_review")
-        ticket.updated_at = ctx.now
-        session.add(ticket)
-        if reporter is not None and reporter.email:
-            exists = session.exec(select(Participant).where(Participant.ticket_id == ticket.id,
-                                                            Participant.email == reporter.email)).first()
-            if exists is None:
-                session.add(Participant(ticket_id=ticket.id, email=reporter.email, role="reporter"))
+        flags = store.conn.execute(sa.select(T_TICKET.c.flags).where(T_TICKET.c.id == ticket_id)).scalar() or ""
+        store.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id).values(
+            subject=(parsed.subject or "(no subject)")[:500], reporter_id=reporter_id, category=found.category,
+            area=found.area, flags=",".join(f for f in flags.split(",") if f and f != "needs_review"),
+            updated_at=ctx.now))
+        if reporter_id is not None:
+            known = store.conn.execute(sa.select(T_PARTICIPANT.c.id).where(
+                T_PARTICIPANT.c.ticket_id == ticket_id, T_PARTICIPANT.c.email == parsed.sender.email)).first()
+            if known is None:
+                store._participant_rows.append({"ticket_id": ticket_id, "email": parsed.sender.email, "role": "reporter"})
     entry.status = "retried"
     session.add(entry)
-    _event(session, ticket, "quarantine.retried", ctx, "system", {"quarantine": entry.id})
+    store.event(ticket_id, "quarantine.retried", "system", {"quarantine": entry.id})
+    store.finish()
     return True
+
+
+def _sniff_header(raw: bytes, name: bytes) -> str | None:
+    found = re.search(rb"(?im)^" + name + rb":[ \t]*(.{1,500})$", raw[:65536])
+    return found.group(1).decode("utf-8", "replace").strip() if found else None
