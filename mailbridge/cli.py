@@ -217,7 +217,7 @@ def quarantine_retry(app: App, entry_id: int | None) -> None:
     from sqlmodel import select
 
     from mailbridge.adapters.files import AttachmentStore
-    from mailbridge.intake.run import parse_one
+    from mailbridge.intake.prepare import PrepareOptions, prepare_mail
     from mailbridge.intake.store import StoreContext, reread_quarantined
     from mailbridge.models import Quarantine, RawMessage, Message
 
@@ -237,7 +237,7 @@ def quarantine_retry(app: App, entry_id: int | None) -> None:
             message = session.get(Message, entry.message_pk)
             raw_row = session.get(RawMessage, message.raw_id) if message and message.raw_id else None
             raw = zlib.decompress(raw_row.data) if raw_row else b""
-            result = parse_one(raw, app.settings.storage.max_attachment_bytes)
+            result = prepare_mail(raw, PrepareOptions.from_settings(app.settings))
             ctx = StoreContext(app.settings, AttachmentStore(app.settings.storage.path), "default", datetime.now(timezone.utc))
             if reread_quarantined(session, entry, result, ctx):
                 fixed += 1

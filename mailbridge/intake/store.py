@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
+from mailbridge.intake.prepare import Prepared
 from mailbridge.intake.thread import ThreadMatch, find_tag, format_ticket_id, match_ticket
 from mailbridge.mail import Address, ParsedMail, RawMail
 from mailbridge.models import (
@@ -44,7 +45,6 @@ from mailbridge.models import (
     Ticket,
 )
 from mailbridge.policy import loops, senders
-from mailbridge.policy.classify import DEFAULT_RULES, Rule, classify, guess_language
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
@@ -80,13 +80,6 @@ class StoreContext:
     mailbox: str
     now: datetime
 
-    @property
-    def rules(self) -> tuple[Rule, ...]:
-        configured = self.settings.classification.rules
-        if not configured:
-            return DEFAULT_RULES
-        return tuple(Rule(tuple(r.keywords), r.category, r.area) for r in configured)
-
 
 @dataclass
 class _Logged:
@@ -102,7 +95,7 @@ def _chunks(values: Sequence, size: int = _IN_CHUNK) -> Iterable[Sequence]:
 class MailStore:
     """Writes one batch; also the thread stage's TicketIndex for that batch."""
 
-    def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, ParsedMail | str]] = ()):
+    def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | str]] = ()):
         self.session = session
         self.conn = session.connection()
         self.ctx = ctx
@@ -118,11 +111,12 @@ class MailStore:
         self.tickets: set[int] = set()
         self.reporters: dict[str, tuple[int, str]] = {}
         self.raw_ids: dict[str, int] = {}
+        self._looked_up: set[str] = set()
         self._prefetch(batch)
 
     # --- the batch's lookups, read once -------------------------------------
 
-    def _prefetch(self, batch: Sequence[tuple[RawMail, ParsedMail | str]]) -> None:
+    def _prefetch(self, batch: Sequence[tuple[RawMail, Prepared | str]]) -> None:
         c = self.conn
         for folder, uidvalidity in {(r.folder, r.uidvalidity) for r, _ in batch}:
             uids = [r.uid for r, _ in batch if (r.folder, r.uidvalidity) == (folder, uidvalidity)]
@@ -134,7 +128,7 @@ class MailStore:
                     )
                 ):
                     self.logged[(folder, uidvalidity, row.uid)] = _Logged(row.id, row.state)
-        mails = [p for _, p in batch if not isinstance(p, str)]
+        mails = [p.mail for _, p in batch if not isinstance(p, str)]
         ids = sorted({m.message_id for m in mails})
         for part in _chunks(ids):
             for row in c.execute(
@@ -154,6 +148,7 @@ class MailStore:
         for part in _chunks(numbers):
             self.tickets.update(c.execute(sa.select(T_TICKET.c.id).where(T_TICKET.c.id.in_(part))).scalars())
         emails = sorted({m.sender.email for m in mails if m.sender})
+        self._looked_up = set(emails)  # an address looked up and not found is new: no second query
         for part in _chunks(emails):
             for row in c.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.email, T_REPORTER.c.name)
                                  .where(T_REPORTER.c.email.in_(part))):
@@ -172,12 +167,13 @@ class MailStore:
 
     # --- one mail --------------------------------------------------------------
 
-    def store(self, raw: RawMail, parsed: ParsedMail | str) -> Outcome:
+    def store(self, raw: RawMail, prepared: Prepared | str) -> Outcome:
         logged = self.logged.get((raw.folder, raw.uidvalidity, raw.uid))
         if logged is not None and logged.state != "retry":
             return Outcome(raw.uid, "already", target="")
-        if isinstance(parsed, str):
-            return self._unparseable(raw, parsed, logged)
+        if isinstance(prepared, str):
+            return self._unparseable(raw, prepared, logged)
+        parsed = prepared.mail
 
         copy = self.copies.get((parsed.message_id, parsed.raw_sha256))
         if copy is not None:
@@ -186,12 +182,12 @@ class MailStore:
             self._log_intake(raw, logged, message_pk, "stored", target, "copy of a message already held")
             return Outcome(raw.uid, "duplicate", ticket_id, target)
 
-        verdict = loops.screen(parsed, self.ctx.settings.own_addresses)
+        verdict = prepared.verdict
         match = match_ticket(parsed, self, self.prefix)
-        raw_id = self._keep_raw(raw.raw, parsed.raw_sha256)
+        raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
 
         if verdict.is_person:
-            outcome_kind, ticket_id = self._person_mail(parsed, match)
+            outcome_kind, ticket_id = self._person_mail(prepared, match)
             kind = "outsider" if outcome_kind == "outsider" else self.message_kind(parsed)
         else:
             outcome_kind, ticket_id, kind = verdict.kind, match.ticket_id, verdict.kind
@@ -209,7 +205,7 @@ class MailStore:
     def _unparseable(self, raw: RawMail, reason: str, logged: _Logged | None) -> Outcome:
         """P6: even a mail nobody can read becomes a ticket, flagged for a person."""
         digest = hashlib.sha256(raw.raw).hexdigest()
-        raw_id = self._keep_raw(raw.raw, digest)
+        raw_id = self._keep_raw(zlib.compress(raw.raw, 6), len(raw.raw), digest)
         subject = (_sniff_header(raw.raw, b"subject") or "(unreadable mail)")[:500]
         now = self.ctx.now
         ticket_id = self._insert(T_TICKET, subject=subject, status="new", category="Egyéb", area="Egyéb",
@@ -231,9 +227,10 @@ class MailStore:
 
     # --- tickets ---------------------------------------------------------------
 
-    def _person_mail(self, parsed: ParsedMail, match: ThreadMatch) -> tuple[str, int]:
+    def _person_mail(self, prepared: Prepared, match: ThreadMatch) -> tuple[str, int]:
+        parsed = prepared.mail
         if match.is_new:
-            return "new_ticket", self._open_ticket(parsed)
+            return "new_ticket", self._open_ticket(prepared)
         ticket = self.conn.execute(
             sa.select(T_TICKET.c.id, T_TICKET.c.status, T_TICKET.c.resolved_at, T_TICKET.c.reporter_id)
             .where(T_TICKET.c.id == match.ticket_id)
@@ -243,7 +240,7 @@ class MailStore:
                                       self.ctx.settings.tickets.reopen_days)
         by = parsed.sender.email or "unknown"
         if effect == senders.FOLLOW_UP:
-            new_id = self._open_ticket(parsed, linked=ticket.id)
+            new_id = self._open_ticket(prepared, linked=ticket.id)
             self.event(ticket.id, "ticket.follow_up", by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
             return "follow_up", new_id
         changes: dict = {"updated_at": self.ctx.now}
@@ -257,15 +254,15 @@ class MailStore:
         self.event(ticket.id, "mail.received", by, {"via": match.via, "role": role})
         return ("reopened" if effect == senders.REOPEN else "reply"), ticket.id
 
-    def _open_ticket(self, parsed: ParsedMail, linked: int | None = None) -> int:
+    def _open_ticket(self, prepared: Prepared, linked: int | None = None) -> int:
+        parsed, found = prepared.mail, prepared.classification
         reporter_id = self.reporter_id(parsed.sender) if parsed.sender else None
-        found = classify(parsed.subject, parsed.new_text or parsed.text, self.ctx.rules)
         now = self.ctx.now
         ticket_id = self._insert(
             T_TICKET,
             subject=(parsed.subject or "(no subject)")[:500], status="new", category=found.category, area=found.area,
             channel="email", reporter_id=reporter_id,
-            language=guess_language(parsed.subject + "\n" + parsed.text[:1000], self.ctx.settings.tickets.default_language),
+            language=prepared.language,
             flags="" if reporter_id else "no_sender", linked_ticket_id=linked, created_at=now, updated_at=now,
         )
         self.tickets.add(ticket_id)
@@ -300,7 +297,7 @@ class MailStore:
 
     def reporter_id(self, sender: Address) -> int:
         known = self.reporters.get(sender.email)
-        if known is None:
+        if known is None and sender.email not in self._looked_up:
             found = self.conn.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.name)
                                       .where(T_REPORTER.c.email == sender.email)).first()
             known = (found.id, found.name) if found else None
@@ -356,9 +353,9 @@ class MailStore:
         detail = {"recipients": recipients, "about": ids, "outbox": bounced}
         self.event(ticket_id, "outbox.bounced" if ticket_id else "mail.bounce", "system", detail)
 
-    def _keep_raw(self, raw: bytes, digest: str) -> int:
+    def _keep_raw(self, compressed: bytes, size: int, digest: str) -> int:
         if digest not in self.raw_ids:
-            self.raw_ids[digest] = self._insert(T_RAW, sha256=digest, size=len(raw), data=zlib.compress(raw, 6),
+            self.raw_ids[digest] = self._insert(T_RAW, sha256=digest, size=size, data=compressed,
                                                 created_at=self.ctx.now)
         return self.raw_ids[digest]
 
@@ -409,7 +406,7 @@ def message_fields(parsed: ParsedMail) -> dict:
     }
 
 
-def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, ParsedMail | str]]) -> list[Outcome]:
+def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | str]]) -> list[Outcome]:
     store = MailStore(session, ctx, batch)
     outcomes = [store.store(raw, parsed) for raw, parsed in batch]
     store.finish()
@@ -430,7 +427,7 @@ def record_fetch_failure(session: Session, ctx: StoreContext, folder: str, uidva
     return row.attempts
 
 
-def reread_quarantined(session: Session, entry: Quarantine, parsed: ParsedMail | str, ctx: StoreContext) -> bool:
+def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared | str, ctx: StoreContext) -> bool:
     """`quarantine retry`: a mail that now parses fills in its placeholder ticket.
 
     The ticket keeps its ID (the reporter may already know it); it gets the
@@ -439,19 +436,19 @@ def reread_quarantined(session: Session, entry: Quarantine, parsed: ParsedMail |
     store = MailStore(session, ctx)
     entry.retried_at = ctx.now
     ticket_id = entry.ticket_id
-    if isinstance(parsed, str):
+    if isinstance(prepared, str):
         entry.status = "failed_again"
-        entry.reason = f"{entry.reason}; retry: {parsed}"[:2000]
+        entry.reason = f"{entry.reason}; retry: {prepared}"[:2000]
         session.add(entry)
-        store.event(ticket_id, "quarantine.retry_failed", "system", {"reason": parsed})
+        store.event(ticket_id, "quarantine.retry_failed", "system", {"reason": prepared})
         store.finish()
         return False
+    parsed, found = prepared.mail, prepared.classification
     store.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == entry.message_pk).values(
         kind=store.message_kind(parsed), reason="", **message_fields(parsed)))
     store.attachments(parsed, entry.message_pk, ticket_id)
     if ticket_id is not None:
         reporter_id = store.reporter_id(parsed.sender) if parsed.sender else None
-        found = classify(parsed.subject, parsed.new_text or parsed.text, ctx.rules)
         flags = store.conn.execute(sa.select(T_TICKET.c.flags).where(T_TICKET.c.id == ticket_id)).scalar() or ""
         store.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id).values(
             subject=(parsed.subject or "(no subject)")[:500], reporter_id=reporter_id, category=found.category,

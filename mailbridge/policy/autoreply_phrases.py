@@ -348,6 +348,21 @@ AUTO_REPLY_SUBJECT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
 )
 
 
+def _numbered(index: int, pattern: re.Pattern[str]) -> str:
+    return (pattern.pattern.replace("(?P<open>", f"(?P<open{index}>").replace("(?(open)", f"(?(open{index})")
+            .replace("(?P<phrase>", f"(?P<phrase{index}>"))
+
+
+# All phrases in one alternation, in table order: one match per subject instead
+# of one per phrase (this runs for every mail). Alternation keeps "first wins".
+_ANY_PHRASE = re.compile("|".join(f"(?:{_numbered(i, p)})" for i, p in enumerate(AUTO_REPLY_SUBJECT_PATTERNS)),
+                         re.IGNORECASE)
+
+
+def _which(m: re.Match[str]) -> int:
+    return next(i for i in range(len(AUTO_REPLY_SUBJECT_PATTERNS)) if m.group(f"phrase{i}") is not None)
+
+
 def is_auto_reply_subject(subject: str) -> str | None:
     """Return the auto-reply phrase that opens ``subject``, or ``None``.
 
@@ -360,11 +375,10 @@ def is_auto_reply_subject(subject: str) -> str | None:
     text = unicodedata.normalize("NFC", subject)
     # Folded header lines may leave CR/LF/TAB runs; treat them as spaces.
     text = re.sub(r"[\r\n\t]+", " ", text)
-    for pattern in AUTO_REPLY_SUBJECT_PATTERNS:
-        m = pattern.match(text)
-        if m:
-            return " ".join(m.group("phrase").split())
-    return None
+    m = _ANY_PHRASE.match(text)
+    if m is None:
+        return None
+    return " ".join(m.group(f"phrase{_which(m)}").split())
 
 
 def patterns_per_language() -> dict[str, int]:

@@ -49,39 +49,40 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode("ascii")
 
 
-def _compile(rule: Rule) -> re.Pattern[str]:
-    words = "|".join(re.escape(fold(k)) for k in rule.keywords)
-    return re.compile(rf"(?<!\w)(?:{words})", re.IGNORECASE)
+def _compile(rules: tuple[Rule, ...]) -> re.Pattern[str]:
+    """One pattern for all rules, a named group each: the text is scanned once.
+    `\b` first, so alternatives are only tried where a word starts."""
+    groups = "|".join(
+        f"(?P<r{i}>{'|'.join(re.escape(fold(k)) for k in rule.keywords)})" for i, rule in enumerate(rules)
+    )
+    return re.compile(rf"\b(?:{groups})")
 
 
-_compiled_cache: dict[tuple[Rule, ...], tuple[tuple[Rule, re.Pattern[str]], ...]] = {}
+_compiled_cache: dict[tuple[Rule, ...], re.Pattern[str]] = {}
 
 
 def classify(subject: str, body: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classification:
-    compiled = _compiled_cache.get(rules)
-    if compiled is None:
-        compiled = _compiled_cache[rules] = tuple((r, _compile(r)) for r in rules)
+    pattern = _compiled_cache.get(rules)
+    if pattern is None:
+        pattern = _compiled_cache[rules] = _compile(rules)
     # The subject speaks first; the body's first lines decide what it leaves open.
     text = fold(subject) + "\n" + fold(body[:1500])
-    category = area = None
-    for rule, pattern in compiled:
-        if (rule.category and category is None) or (rule.area and area is None):
-            if pattern.search(text):
-                category = category or rule.category
-                area = area or rule.area
-        if category and area:
-            break
+    matched = {int(m.lastgroup[1:]) for m in pattern.finditer(text) if m.lastgroup}
+    category = next((rules[i].category for i in sorted(matched) if rules[i].category), None)
+    area = next((rules[i].area for i in sorted(matched) if rules[i].area), None)
     return Classification(category or OTHER, area or OTHER)
 
 
-_HUNGARIAN = re.compile(r"[őűŐŰ]|\b(?:és|hogy|nem|köszönöm|kérem|tisztelt|üdvözlettel|számla|hiba|szeretném|kérdés)\b", re.IGNORECASE)
-_ENGLISH = re.compile(r"\b(?:the|and|please|thank|thanks|regards|dear|hello|hi|would|could|invoice|issue)\b", re.IGNORECASE)
+_HUNGARIAN_WORDS = frozenset("és hogy nem köszönöm kérem tisztelt üdvözlettel számla hiba szeretném kérdés".split())
+_ENGLISH_WORDS = frozenset("the and please thank thanks regards dear hello hi would could invoice issue".split())
+_WORD = re.compile(r"\w+")
 
 
 def guess_language(text: str, default: str) -> str:
     """`hu` or `en` for the notices a ticket gets: whichever the mail reads more like."""
-    hungarian = len(_HUNGARIAN.findall(text))
-    english = len(_ENGLISH.findall(text))
+    words = _WORD.findall(text.lower())
+    hungarian = sum(1 for w in words if w in _HUNGARIAN_WORDS) + text.count("ő") + text.count("ű")
+    english = sum(1 for w in words if w in _ENGLISH_WORDS)
     if english > hungarian:
         return "en"
     if hungarian > english:

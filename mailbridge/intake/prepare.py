@@ -1,0 +1,64 @@
+"""The pure part of intake for one mail: parse -> screen -> classify, plus the
+compressed raw copy. No I/O and no clock, so it runs in worker processes and
+the main process is left with the database work.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from mailbridge.config import Settings
+from mailbridge.errors import UnparseableMail
+from mailbridge.intake.parse import parse_mail
+from mailbridge.mail import ParsedMail
+from mailbridge.policy import loops
+from mailbridge.policy.classify import DEFAULT_RULES, Classification, Rule, classify, guess_language
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What the pure stages need from the settings (small enough to send to a worker)."""
+
+    max_attachment_bytes: int
+    own_addresses: frozenset[str]
+    rules: tuple[Rule, ...]
+    default_language: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PrepareOptions":
+        configured = settings.classification.rules
+        rules = tuple(Rule(tuple(r.keywords), r.category, r.area) for r in configured) if configured else DEFAULT_RULES
+        return cls(settings.storage.max_attachment_bytes, settings.own_addresses, rules,
+                   settings.tickets.default_language)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    mail: ParsedMail
+    verdict: loops.Verdict
+    classification: Classification
+    language: str
+    compressed_raw: bytes
+
+
+def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
+    """A Prepared mail, or the reason it cannot be read (then it is quarantined)."""
+    try:
+        mail = parse_mail(raw, options.max_attachment_bytes)
+    except UnparseableMail as exc:
+        return str(exc)
+    except Exception as exc:  # a parser bug is this mail's problem, not the poll's
+        return f"parser error: {type(exc).__name__}: {exc}"
+    return Prepared(
+        mail=mail,
+        verdict=loops.screen(mail, options.own_addresses),
+        classification=classify(mail.subject, mail.new_text or mail.text, options.rules),
+        language=guess_language(mail.subject + "\n" + mail.text[:1000], options.default_language),
+        compressed_raw=zlib.compress(raw, 6),
+    )
+
+
+def prepare_many(raws: list[bytes], options: PrepareOptions) -> list[Prepared | str]:
+    """Worker entry for a slice of a batch: one round trip to the pool per slice, not per mail."""
+    return [prepare_mail(raw, options) for raw in raws]
