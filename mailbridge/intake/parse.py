@@ -84,13 +84,14 @@ _html.unicode_snob = True
 
 def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     """Reads one message; raises UnparseableMail when no ticket can be read from it."""
-    if not raw or not raw.strip():
+    if not raw or not raw[:65536].strip():
         raise UnparseableMail("empty message (0 bytes)")
     head = raw[:4096]
     if b"\x00" in head and not re.match(rb"^[\x21-\x39\x3b-\x7e]+:", raw):
         raise UnparseableMail("binary data, not a mail message")
+    shrunk, set_aside = _set_aside_big_blocks(raw)
     try:
-        parsed = mailparser.parse_from_bytes(raw)
+        parsed = mailparser.parse_from_bytes(shrunk)
     except Exception as exc:  # mail-parser raises anything from its depths
         raise UnparseableMail(f"mail-parser failed: {type(exc).__name__}: {exc}") from None
     message = parsed.message
@@ -108,7 +109,7 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
         # The boundary is wrong: keep what the customer wrote, MIME debris and all (P6).
         body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1]
         text = _decode_text(body, message.get_content_charset()).replace("\r\n", "\n").strip()
-    attachments = tuple(_attachments(parsed, raw, max_attachment_bytes))
+    attachments = tuple(_attachments(parsed, raw, max_attachment_bytes, set_aside))
     content_type = message.get_content_type()
     sender = _first_address(parsed.from_)
     if sender and (sender.name.isascii() or "\ufffd" in sender.name) and not (_raw_header(raw, "from") or b"").isascii():
@@ -372,10 +373,47 @@ def _bodies(parsed, message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     return "\n".join(texts).strip(), "\n".join(htmls).strip()
 
 
+# Big base64 attachments never reach mail-parser, which holds about eight
+# copies of what it parses: each run of base64 lines of 1 MB or more outside a
+# text part is swapped for a short placeholder (itself valid base64), and the
+# attachment is decoded here straight from the raw bytes.
+_BIG_BLOCK = 1024 * 1024
+_BASE64_PART = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
+_BASE64_ONLY = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
+_PLACEHOLDER = b"MAILBRIDGE-SET-ASIDE-"
+
+
+def _set_aside_big_blocks(raw: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+    """(the message with big base64 bodies replaced, where each body was in `raw`)."""
+    if len(raw) < _BIG_BLOCK:
+        return raw, []
+    spans: list[tuple[int, int]] = []
+    pieces: list[bytes] = []
+    last = 0
+    for found in _BASE64_PART.finditer(raw):
+        blank = re.compile(rb"\r?\n\r?\n").search(raw, found.end())
+        if blank is None or blank.start() < last:
+            continue
+        body_start = blank.end()
+        body_end = raw.find(b"\n--", body_start)
+        body_end = len(raw) if body_end < 0 else body_end + 1
+        part_head = raw[max(0, found.start() - 4000) : body_start].rsplit(b"\n--", 1)[-1]
+        if (body_end - body_start < _BIG_BLOCK or re.search(rb"(?i)content-type:\s*text/", part_head)
+                or _BASE64_ONLY.match(raw, body_start, body_start + 4096).end() != min(body_start + 4096, body_end)):
+            continue
+        pieces += [raw[last:body_start], base64.b64encode(_PLACEHOLDER + str(len(spans)).encode()) + b"\r\n"]
+        spans.append((body_start, body_end))
+        last = body_end
+    if not spans:
+        return raw, []
+    pieces.append(raw[last:])
+    return b"".join(pieces), spans
+
+
 _INVENTED_NAME = re.compile(r"^[a-z]{10}\.(?:txt|rtf)$")
 
 
-def _attachments(parsed, raw: bytes, limit: int):  # type: ignore[no-untyped-def]
+def _attachments(parsed, raw: bytes, limit: int, set_aside: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
     for item in parsed.attachments:
         payload = item.get("payload") or ""
         if item.get("binary"):
@@ -385,6 +423,9 @@ def _attachments(parsed, raw: bytes, limit: int):  # type: ignore[no-untyped-def
                 data = base64.b64decode(re.sub(r"[^A-Za-z0-9+/]", "", payload) + "==", validate=False)
         else:
             data = payload.encode(item.get("charset") or "utf-8", "replace")
+        if data.startswith(_PLACEHOLDER) and set_aside:
+            start, end = set_aside[int(data[len(_PLACEHOLDER):])]
+            data = binascii.a2b_base64(memoryview(raw)[start:end])  # no copy of the slice; newlines skipped
         content_type = (item.get("mail_content_type") or "application/octet-stream").lower()
         content_id = (item.get("content-id") or "").strip().strip("<>")
         raw_name = item.get("filename") or ""
