@@ -1077,3 +1077,118 @@ class SmtpSink:
                 raw.replace(b"\r\n", b"\n"), policy=email.policy.default))
             self._cond.notify_all()
         return "250 Message accepted for delivery"
+
+
+# --------------------------------------------------------------------------
+# A misbehaving server: a loopback proxy in front of a real one
+# --------------------------------------------------------------------------
+
+_LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
+
+
+class GarblingProxy:
+    """Relays IMAP between a client and a real server on 127.0.0.1, and garbles
+    the server's answer to any FETCH whose body contains ``poison``.
+
+    ``mode``: ``"nil"`` answers ``BODY[] NIL``; ``"short"`` answers a body cut to
+    its first 40 bytes (so not the size the server announced); ``"desync"``
+    announces a literal longer than what follows, leaving the connection out of
+    step (the client must reconnect). ``poison = None`` relays faithfully.
+    """
+
+    def __init__(self, target_port: int, poison: bytes | None, mode: str = "nil") -> None:
+        self.target_port = target_port
+        self.poison = poison
+        self.mode = mode
+        self.garbled = 0
+        self._listener = socket.create_server((HOST, 0))
+        self.port = self._listener.getsockname()[1]
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def settings_for(self, mailbox: "Mailbox") -> dict:
+        return {**mailbox.imap_settings(), "port": self.port}
+
+    def close(self) -> None:
+        self._closing = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((HOST, self.target_port))
+            threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._answers, args=(server, client), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _answers(self, server: socket.socket, client: socket.socket) -> None:
+        """Server -> client, one whole response (literals included) at a time."""
+        buffer = b""
+        try:
+            while True:
+                response, buffer = self._one_response(server, buffer)
+                if response is None:
+                    return
+                client.sendall(self._garble(response))
+        except OSError:
+            pass
+        finally:
+            for s in (server, client):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _one_response(sock: socket.socket, buffer: bytes) -> tuple[bytes | None, bytes]:
+        response = b""
+        while True:
+            while b"\r\n" not in buffer:
+                data = sock.recv(65536)
+                if not data:
+                    return None, b""
+                buffer += data
+            end = buffer.index(b"\r\n") + 2
+            line, buffer = buffer[:end], buffer[end:]
+            response += line
+            literal = _LITERAL.search(line)
+            if not literal:
+                return response, buffer
+            size = int(literal.group(1))
+            while len(buffer) < size:
+                data = sock.recv(65536)
+                if not data:
+                    return None, b""
+                buffer += data
+            response, buffer = response + buffer[:size], buffer[size:]
+
+    def _garble(self, response: bytes) -> bytes:
+        if self.poison is None or b" FETCH " not in response[:40] or self.poison not in response:
+            return response
+        head = re.match(rb"(\* \d+ FETCH \(.*?BODY\[\] )\{(\d+)\}\r\n", response, re.S)
+        if head is None:
+            return response
+        self.garbled += 1
+        body = response[head.end() : head.end() + int(head.group(2))]
+        rest = response[head.end() + int(head.group(2)) :]
+        if self.mode == "nil":
+            return head.group(1) + b"NIL" + rest
+        if self.mode == "short":
+            return head.group(1) + b"{40}\r\n" + body[:40] + rest
+        return head.group(1) + b"{%d}\r\n" % (len(body) + 500) + body + rest  # desync

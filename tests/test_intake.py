@@ -233,3 +233,46 @@ def test_pymap_smoke(pymap_mailbox, mailbridge_for):
     bridge("poll", "--once")
     assert len(bridge.tickets()) == 2
     assert pymap_mailbox.count("INBOX") == 0
+
+
+@pytest.mark.parametrize("mode", ["nil", "short", "desync"])
+def test_a_garbled_fetch_answer_leaves_that_mail_on_the_server_and_the_rest_goes_on(
+        mailbox, mailbridge_for, dovecot_server, mode):
+    from servers import GarblingProxy
+
+    proxy = GarblingProxy(dovecot_server.port, b"POISON-FETCH", mode)
+    try:
+        bridge = mailbridge_for(mailbox, imap={"port": proxy.port, "timeout": 3})
+        mailbox.deliver_many([simple_mail(1), simple_mail(2, body="POISON-FETCH"), simple_mail(3)])
+        result = bridge("poll", "--once")
+        assert proxy.garbled >= 1
+        assert "2 new_ticket" in result.stdout
+        assert mailbox.count("INBOX") == 1 and mailbox.count(PROCESSED) == 2
+        events = [json.loads(line)["event"] for line in result.stderr.splitlines() if line.startswith("{")]
+        assert {"mail.fetch_garbled", "mail.fetch_failed", "mail.fetch_incomplete"} & set(events)
+        assert db_rows(bridge, "select state from intake_log where state = 'retry'") == [("retry",)]
+
+        proxy.poison = None  # the server behaves again: the mail comes in, once
+        assert "1 new_ticket" in bridge("poll", "--once").stdout
+        assert mailbox.count("INBOX") == 0
+        assert len(set(message_ids(bridge))) == len(message_ids(bridge)) == 3
+    finally:
+        proxy.close()
+
+
+def test_a_mail_the_server_never_gives_is_quarantined_after_five_tries(mailbox, mailbridge_for, dovecot_server):
+    from servers import GarblingProxy
+
+    proxy = GarblingProxy(dovecot_server.port, b"POISON-FETCH", "nil")
+    try:
+        bridge = mailbridge_for(mailbox, imap={"port": proxy.port, "timeout": 3})
+        mailbox.deliver(simple_mail(2, body="POISON-FETCH"))
+        for _ in range(5):
+            bridge("poll", "--once")
+        [entry] = json.loads(bridge("quarantine", "list", "--json").stdout)
+        assert "server returned no body" in entry["reason"]
+        assert mailbox.count("INBOX") == 0 and mailbox.count(QUARANTINE) == 1
+        [ticket] = bridge.tickets()
+        assert ticket["flags"] == ["needs_review"]
+    finally:
+        proxy.close()

@@ -69,6 +69,12 @@ class ImapConnection:
         self.client = None
         self._caps = None
 
+    def reopen(self, folder: str) -> FolderState:
+        """A fresh connection on the same folder, after an answer that may have left this one out of step."""
+        self.close()
+        self.open()
+        return self.select(folder)
+
     @property
     def _c(self) -> imapclient.IMAPClient:
         if self.client is None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mailbridge.adapters.imap import ImapConnection
+from mailbridge.errors import ImapError
+from mailbridge.logs import get_logger
 from mailbridge.mail import RawMail
 
 MAX_BATCH_BYTES = 32 * 1024 * 1024
+log = get_logger("mailbridge.intake")
 
 
 def plan_batches(sizes: dict[int, int], batch_size: int, max_bytes: int = MAX_BATCH_BYTES) -> list[list[int]]:
@@ -34,15 +37,42 @@ def plan_batches(sizes: dict[int, int], batch_size: int, max_bytes: int = MAX_BA
 def fetch_new(
     imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int
 ) -> Iterator[tuple[list[int], list[RawMail]]]:
-    """Yields (asked UIDs, mails the server returned) batch by batch.
+    """Yields (asked UIDs, mails the server returned whole) batch by batch.
 
-    A UID asked for but not returned (the server answered without a body)
-    is in the first list only: the caller records it for a retry.
+    A UID asked for but not returned whole (no body, or not the size the
+    server itself announced) is in the first list only: the caller records
+    it for a retry and leaves the server copy where it is.
     """
-    sizes = imap.sizes(uids)
+    announced = imap.sizes(uids)
     # A UID without a size answer still gets asked for its body.
-    for uid in uids:
-        sizes.setdefault(uid, 0)
-    for batch in plan_batches(sizes, batch_size):
-        bodies = imap.bodies(batch)
-        yield batch, [RawMail(folder, uidvalidity, uid, bodies[uid]) for uid in batch if uid in bodies]
+    for batch in plan_batches({uid: announced.get(uid, 0) for uid in uids}, batch_size):
+        bodies = _bodies(imap, folder, batch)
+        mails = []
+        for uid in batch:
+            body = bodies.get(uid)
+            if body is None:
+                continue
+            if announced.get(uid) and len(body) != announced[uid]:
+                log.warning("mail.fetch_garbled", folder=folder, uid=uid, announced=announced[uid], received=len(body))
+                continue
+            mails.append(RawMail(folder, uidvalidity, uid, body))
+        yield batch, mails
+
+
+def _bodies(imap: ImapConnection, folder: str, batch: list[int]) -> dict[int, bytes]:
+    try:
+        return imap.bodies(batch)
+    except ImapError as exc:
+        if len(batch) == 1:
+            log.warning("mail.fetch_failed", folder=folder, uid=batch[0], error=str(exc))
+            imap.reopen(folder)
+            return {}
+    # One mail's answer broke the batch's (and maybe the connection): ask for
+    # each alone on a fresh connection, so only the broken one waits for a retry.
+    # If the server itself is gone, reopen raises and the poll ends here.
+    log.warning("mail.fetch_failed", folder=folder, count=len(batch), action="fetching one by one")
+    imap.reopen(folder)
+    found: dict[int, bytes] = {}
+    for uid in batch:
+        found.update(_bodies(imap, folder, [uid]))
+    return found
