@@ -123,6 +123,89 @@ def run(app: App) -> None:
     run_daemon(app.settings, app.ready_db())
 
 
+@cli.command()
+@click.option("--at", "at", metavar="ISO-TIME", help="Run as if the clock read this (e.g. 2026-11-27T09:00:00+01:00).")
+@pass_app
+def tick(app: App, at: str | None) -> None:
+    """Run every scheduled job once: acknowledgements, SLA watcher, then the outbox sender."""
+    from mailbridge.jobs import Jobs
+
+    now = parse_time(at) if at else datetime.now(timezone.utc)
+    result = Jobs(app.settings, app.ready_db()).tick(now)
+    click.echo(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.items()) or "nothing to do")
+
+
+@cli.group()
+def sla() -> None:
+    """The acknowledgement deadline (P7)."""
+
+
+@sla.command("deadline")
+@click.argument("recorded_at", metavar="ISO-TIME")
+@click.option("--explain", is_flag=True, help="Also say which days were skipped and why.")
+@pass_app
+def sla_deadline(app: App, recorded_at: str, explain: bool) -> None:
+    """Print the acknowledgement deadline for a case recorded at ISO-TIME."""
+    from mailbridge.policy.deadline import explain_deadline
+
+    # Works without a config file too (the defaults: Hungary, 2 working days).
+    given = app.config or os.environ.get("MAILBRIDGE_CONFIG") or config_path(None).exists()
+    p = app.settings.policy if given else Settings().policy
+    explanation = explain_deadline(parse_time(recorded_at, p.timezone), p.ack_business_days, p.timezone, p.country)
+    click.echo(explanation.deadline.isoformat())
+    if explain:
+        click.echo(explanation.describe("en"))
+
+
+@cli.command()
+@click.option("--agent", metavar="EMAIL", help="Only this agent's notifications.")
+@click.option("--all", "show_all", is_flag=True, help="Read ones too.")
+@click.option("--mark-read", is_flag=True, help="Mark the listed notifications read.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@pass_app
+def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, as_json: bool) -> None:
+    """Agents' in-system notifications (new assignments, deadlines, failures)."""
+    import sqlalchemy as sa
+
+    from mailbridge.intake.thread import format_ticket_id
+    from mailbridge.models import Notification
+
+    if agent and agent.lower() not in app.settings.agent_addresses:
+        raise UsageError(f"unknown agent: {agent} (choices: {', '.join(sorted(app.settings.agent_addresses))})")
+    table_ = Notification.__table__
+    with app.ready_db().session() as session:
+        conn = session.connection()
+        query = sa.select(table_).order_by(table_.c.id)
+        if agent:
+            query = query.where(table_.c.agent == agent.lower())
+        if not show_all:
+            query = query.where(table_.c.read_at.is_(None))
+        rows = conn.execute(query).all()
+        if mark_read and rows:
+            conn.execute(sa.update(table_).where(table_.c.id.in_([r.id for r in rows]))
+                         .values(read_at=datetime.now(timezone.utc)))
+    prefix = app.settings.tickets.id_prefix
+    items = [{"id": r.id, "agent": r.agent, "ticket": format_ticket_id(r.ticket_id, prefix) if r.ticket_id else None,
+              "kind": r.kind, "text": r.text, "created_at": r.created_at.isoformat(),
+              "read": bool(r.read_at) or mark_read} for r in rows]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    table(["ID", "AGENT", "TICKET", "KIND", "TEXT"],
+          [[str(i["id"]), i["agent"], i["ticket"] or "-", i["kind"], i["text"]] for i in items])
+
+
+def parse_time(text: str, zone: str = "Europe/Budapest") -> datetime:
+    """ISO-8601; without an offset it is local time in `zone`."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"not an ISO-8601 time: {text!r} (e.g. 2024-08-01T10:00:00+02:00)") from None
+    return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(zone))
+
+
 @cli.group()
 def tickets() -> None:
     """List and show tickets."""
@@ -161,7 +244,7 @@ def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
 
     number = app.ticket_number(ticket_id)
     with app.ready_db().session() as session:
-        detail = show_ticket(session, number, app.settings.tickets.id_prefix)
+        detail = show_ticket(session, number, app.settings.tickets.id_prefix, app.settings.policy)
     if detail is None:
         raise UsageError(f"no such ticket: {ticket_id}")
     if as_json:
@@ -174,6 +257,8 @@ def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
             click.echo(f"  {key.replace('_', ' '):<16} {detail[key]}")
     if detail["flags"]:
         click.echo(f"  {'flags':<16} {', '.join(detail['flags'])}")
+    if detail.get("ack_deadline_explained"):
+        click.echo(f"  {'deadline, why':<16} {detail['ack_deadline_explained'][app.settings.tickets.default_language]}")
     for m in detail["messages"]:
         arrow = "<-" if m["direction"] == "in" else "->"
         click.echo("")

@@ -112,6 +112,9 @@ class PolicySettings(Section):
     ack_business_days: int = Field(2, ge=0, le=30)
     timezone: str = "Europe/Budapest"
     country: str = "HU"
+    # "" acknowledges at once; "08:00-18:00" only then, on working days (local time).
+    ack_hours: str = Field("", pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
+    sla_warn_hours: float = Field(4, ge=0)  # warn the assignee this long before the deadline
 
     @field_validator("timezone")
     @classmethod
@@ -197,6 +200,13 @@ class ClassificationSettings(Section):
     rules: list[ClassificationRule] = Field(default_factory=list)
 
 
+class OutboxSettings(Section):
+    max_attempts: int = Field(8, ge=1, le=100)  # then the message is failed and the assignee told
+    templates_path: str = ""  # files here shadow the shipped templates (same relative path)
+    company_name: str = "Crossec Solutions Kft."
+    website: str = "https://crossec.com"
+
+
 class SecuritySettings(Section):
     trusted_authserv_ids: list[str] = Field(default_factory=list)
     require_agent_auth: bool = True
@@ -224,6 +234,7 @@ class Settings(Section):
     divisions: list[Division] = Field(default_factory=list)
     forms: FormSettings = Field(default_factory=FormSettings)
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

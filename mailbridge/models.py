@@ -23,6 +23,8 @@ class Reporter(SQLModel, table=True):
     email: Optional[str] = Field(default=None, sa_column=sa.Column(sa.String(320), unique=True, nullable=True))
     name: str = Field(default="", sa_column=sa.Column(sa.String(200), nullable=False, server_default=""))
     created_at: datetime
+    # A permanent bounce: no more automatic mail goes to this address.
+    undeliverable: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 class Ticket(SQLModel, table=True):
@@ -46,6 +48,7 @@ class Ticket(SQLModel, table=True):
     ack_deadline: Optional[datetime] = None
     acknowledged_at: Optional[datetime] = None
     resolved_at: Optional[datetime] = None
+    assigned_at: Optional[datetime] = None
 
     @property
     def flag_list(self) -> list[str]:
@@ -181,3 +184,16 @@ class Outbox(SQLModel, table=True):
     last_error: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
     created_at: datetime
     sent_at: Optional[datetime] = None
+
+
+class Notification(SQLModel, table=True):
+    """An agent's in-system notice (P1, P2): listed and marked read from the CLI."""
+
+    __table_args__ = (sa.Index("ix_notification_agent_read", "agent", "read_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    agent: str = Field(sa_column=sa.Column(sa.String(320), nullable=False))
+    ticket_id: Optional[int] = Field(default=None, foreign_key="ticket.id")
+    kind: str = Field(sa_column=sa.Column(sa.String(40), nullable=False))
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime
+    read_at: Optional[datetime] = None

@@ -79,7 +79,7 @@ def _summary(t: Ticket, r: Reporter | None, prefix: str, message_count: int, att
     }
 
 
-def show_ticket(session: Session, ticket_id: int, prefix: str) -> dict | None:
+def show_ticket(session: Session, ticket_id: int, prefix: str, policy=None) -> dict | None:  # type: ignore[no-untyped-def]
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         return None
@@ -95,6 +95,12 @@ def show_ticket(session: Session, ticket_id: int, prefix: str) -> dict | None:
     detail = _summary(
         ticket, reporter, prefix, sum(1 for m in messages if m.direction == "in"), [_attachment(a) for a in attachments]
     )
+    if policy is not None and ticket.ack_deadline is not None:
+        from mailbridge.policy.deadline import explain_deadline
+
+        # An agent must be able to trust the date: say which days were skipped and why.
+        explained = explain_deadline(ticket.created_at, policy.ack_business_days, policy.timezone, policy.country)
+        detail["ack_deadline_explained"] = {"hu": explained.describe("hu"), "en": explained.describe("en")}
     detail["messages"] = [
         {
             "direction": m.direction,

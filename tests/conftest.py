@@ -129,11 +129,32 @@ class Mailbridge:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "mailbridge.cli", "--config", str(self.config), *args]
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        result = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout)
+    def __call__(self, *args: str, check: bool = True, timeout: float = 300,
+                 subprocess_: bool = False) -> subprocess.CompletedProcess:
+        """Runs the CLI in this process (fast) through its real entry point, exit code and
+        streams included; `subprocess_=True` (and `start`) run it as its own process."""
+        if subprocess_:
+            result = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout)
+        else:
+            result = self._in_process(*args)
         if check and result.returncode != 0:
             raise AssertionError(f"mailbridge {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
+
+    def _in_process(self, *args: str) -> subprocess.CompletedProcess:
+        import contextlib
+        import io
+
+        from mailbridge.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(["--config", str(self.config), *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -96,6 +96,9 @@ url = "sqlite:///{folder}/mailbridge.db"
 path = "{folder}/storage"
 max_attachment_bytes = 10485760
 
+[forms]
+senders = ["wordpress@crossec.com"]
+
 [logging]
 level = "warning"  # the demo shows results; the daemon logs JSON events
 
@@ -148,6 +151,7 @@ def run_demo(keep: bool = False) -> None:
             _deliver(imap_port, replies)
             click.echo(f"\n(delivered {len(replies)} customer replies to INBOX)")
             _mailbridge(config, "poll", "--once")
+        _mailbridge(config, "tick")
         _mailbridge(config, "tickets", "list")
         _mailbridge(config, "tickets", "show", "CRX-000001")
         _mailbridge(config, "quarantine", "list")
@@ -155,6 +159,11 @@ def run_demo(keep: bool = False) -> None:
             click.echo(click.style(f"\nThe SMTP sink received {len(sink.messages)} message(s):", bold=True))
             for message in sink.messages:
                 click.echo(f"  to {message['To']}: {message['Subject']}")
+            acks = [m for m in sink.messages if m["Auto-Submitted"] and "crossec.com" not in str(m["To"])]
+            if acks:
+                click.echo(click.style("\nThe first acknowledgement, as the customer reads it:", bold=True))
+                click.echo(f"Subject: {acks[0]['Subject']}\n")
+                click.echo(acks[0].get_body(("plain",)).get_content().strip())
         click.echo(f"\nTry more: mailbridge --config {config} tickets show CRX-000002 --json" if keep else "")
     finally:
         controller.stop() if controller.loop.is_running() else None

@@ -37,6 +37,7 @@ from mailbridge.intake.store import (
     store_batch,
 )
 from mailbridge.logs import get_logger
+from mailbridge.outbox.render import Renderer
 from mailbridge.mail import RawMail
 from mailbridge.models import IntakeLog
 
@@ -88,10 +89,11 @@ class Intake:
         self.mailbox = mailbox
         self.clock = clock
         self.files = AttachmentStore(settings.storage.path)
+        self.renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
         self.stopping = False  # set by SIGTERM: finish the batch in hand, then stop
 
     def _context(self) -> StoreContext:
-        return StoreContext(self.settings, self.files, self.mailbox, self.clock())
+        return StoreContext(self.settings, self.files, self.mailbox, self.clock(), self.renderer)
 
     def poll(self, imap: ImapConnection, mover: ImapConnection | None = None) -> PollReport:
         """One pass over new mail. `mover` is a second connection, so moves don't wait on fetches."""

@@ -22,7 +22,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -30,6 +30,9 @@ from sqlmodel import Session
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.intake.prepare import Prepared
+from mailbridge.outbox.render import Renderer
+from mailbridge.policy.deadline import ack_deadline
+from mailbridge.workflow.assign import AssignmentBook
 from mailbridge.intake.thread import ThreadMatch, find_tag, format_ticket_id, match_ticket
 from mailbridge.mail import Address, ParsedMail, RawMail
 from mailbridge.models import (
@@ -79,6 +82,7 @@ class StoreContext:
     files: AttachmentStore
     mailbox: str
     now: datetime
+    renderer: Renderer | None = None  # None: no agent is assigned (and told) here
 
 
 @dataclass
@@ -100,10 +104,12 @@ class MailStore:
         self.conn = session.connection()
         self.ctx = ctx
         self.prefix = ctx.settings.tickets.id_prefix
+        self.form_senders = frozenset(s.lower() for s in ctx.settings.forms.senders)
         self._events: list[dict] = []
         self._participant_rows: list[dict] = []
         self._attachment_rows: list[dict] = []
         self._intake_rows: list[dict] = []
+        self.pending_assignments: list[tuple[int, str, str]] = []
         self.participants: dict[int, set[str]] = defaultdict(set)  # added by this batch
         self.logged: dict[tuple[str, int, int], _Logged] = {}
         self.copies: dict[tuple[str, str], tuple[int, int | None, str]] = {}
@@ -112,6 +118,7 @@ class MailStore:
         self.reporters: dict[str, tuple[int, str]] = {}
         self.raw_ids: dict[str, int] = {}
         self._looked_up: set[str] = set()
+        self.assignments = AssignmentBook(self.conn, ctx.settings, ctx.renderer) if ctx.renderer else None
         self._prefetch(batch)
 
     # --- the batch's lookups, read once -------------------------------------
@@ -210,8 +217,9 @@ class MailStore:
         now = self.ctx.now
         ticket_id = self._insert(T_TICKET, subject=subject, status="new", category="Egyéb", area="Egyéb",
                                  channel="email", language=self.ctx.settings.tickets.default_language,
-                                 flags="needs_review", created_at=now, updated_at=now)
+                                 flags="needs_review", created_at=now, updated_at=now, ack_deadline=self.deadline(now))
         self.tickets.add(ticket_id)
+        self.pending_assignments.append((ticket_id, "Egyéb", ""))
         message_pk = self._insert(
             T_MESSAGE, ticket_id=ticket_id, direction="in", kind="unparseable", internal=False,
             message_id=(_sniff_header(raw.raw, b"message-id") or "")[:998], sender="", sender_name="",
@@ -256,20 +264,27 @@ class MailStore:
 
     def _open_ticket(self, prepared: Prepared, linked: int | None = None) -> int:
         parsed, found = prepared.mail, prepared.classification
-        reporter_id = self.reporter_id(parsed.sender) if parsed.sender else None
+        reporter = parsed.sender
+        channel = "email"
+        if parsed.sender.email in self.form_senders:
+            # The web form's server sends; the customer is who it says to reply to (P1).
+            channel = "form"
+            reporter = parsed.reply_to or Address("")
+        reporter_id = self.reporter_id(reporter) if reporter else None
         now = self.ctx.now
         ticket_id = self._insert(
             T_TICKET,
             subject=(parsed.subject or "(no subject)")[:500], status="new", category=found.category, area=found.area,
-            channel="email", reporter_id=reporter_id,
+            channel=channel, reporter_id=reporter_id,
             language=prepared.language,
             flags="" if reporter_id else "no_sender", linked_ticket_id=linked, created_at=now, updated_at=now,
+            ack_deadline=self.deadline(now),
         )
         self.tickets.add(ticket_id)
         own = self.ctx.settings.own_addresses
         people: dict[str, str] = {}
-        if parsed.sender:
-            people[parsed.sender.email] = "reporter"
+        if reporter:
+            people[reporter.email] = "reporter"
         for role, addresses in (("to", parsed.to), ("cc", parsed.cc)):
             for address in addresses:
                 if address.email not in own:
@@ -281,7 +296,12 @@ class MailStore:
         if linked is not None:
             detail["follows"] = format_ticket_id(linked, self.prefix)
         self.event(ticket_id, "ticket.created", parsed.sender.email or "system", detail)
+        self.pending_assignments.append((ticket_id, found.area, (parsed.new_text or parsed.text)[:4000]))
         return ticket_id
+
+    def deadline(self, recorded_at: datetime) -> datetime:
+        p = self.ctx.settings.policy
+        return ack_deadline(recorded_at, p.ack_business_days, p.timezone, p.country).astimezone(timezone.utc)
 
     def _participants_of(self, ticket_id: int, reporter_id: int | None) -> senders.Participants:
         reporter = ""
@@ -379,12 +399,17 @@ class MailStore:
         return self.conn.execute(_insert_statement(table), values).inserted_primary_key[0]
 
     def finish(self) -> None:
-        """Writes the rows nothing in the batch refers to, one statement per table."""
+        """Writes the rows nothing in the batch refers to, one statement per table,
+        then hands the batch's new tickets to agents (their mails need the messages)."""
         for table, rows in ((T_PARTICIPANT, self._participant_rows), (T_ATTACHMENT, self._attachment_rows),
                             (T_EVENT, self._events), (T_INTAKE, self._intake_rows)):
             if rows:
                 self.conn.execute(_insert_statement(table), rows)
                 rows.clear()
+        if self.assignments is not None:
+            for ticket_id, area, text in self.pending_assignments:
+                self.assignments.assign(ticket_id, area, self.ctx.now, text)
+        self.pending_assignments.clear()
 
 
 _INSERT_STATEMENTS: dict[str, sa.Insert] = {}

@@ -1,0 +1,122 @@
+"""Rows -> the outbox: a notice is queued in the transaction that caused it.
+
+Each queued mail also becomes an `out` message on its ticket, under our own
+Message-ID, so a reply to it threads by References at once, and a rare
+second delivery after a crash mid-send is recognisable by the same ID.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from mailbridge.config import Settings
+from mailbridge.intake.thread import format_ticket_id
+from mailbridge.models import Message, Notification, Outbox, Reporter, Ticket
+from mailbridge.outbox.render import Renderer
+
+T_OUTBOX = Outbox.__table__
+T_MESSAGE = Message.__table__
+T_TICKET = Ticket.__table__
+T_REPORTER = Reporter.__table__
+T_NOTIFICATION = Notification.__table__
+
+# Customers' notices are automatic (RFC 3834): auto-responders must not answer them.
+AUTOMATIC = frozenset({"ack", "outcome", "attachment_rejected", "agent_assigned", "sla_warning", "command_failed",
+                       "escalation"})
+INTERNAL = frozenset({"agent_assigned", "sla_warning", "command_failed", "escalation"})
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    template: str
+    ticket_id: int | None
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str = ""
+    in_reply_to: str = ""
+    references: tuple[str, ...] = field(default_factory=tuple)
+
+
+def new_message_id(template: str, ticket_ref: str, from_address: str) -> str:
+    domain = from_address.rpartition("@")[2] or "mailbridge.invalid"
+    return f"<{template}.{ticket_ref}.{uuid.uuid4().hex[:16]}@{domain}>"
+
+
+def queue_mail(conn: sa.Connection, settings: Settings, mail: OutgoingMail, now: datetime) -> str:
+    """Writes the outbox row and the ticket's `out` message; returns our Message-ID."""
+    ref = format_ticket_id(mail.ticket_id, settings.tickets.id_prefix) if mail.ticket_id else "system"
+    message_id = new_message_id(mail.template, ref, settings.smtp.from_address)
+    headers = {"Reply-To": settings.smtp.from_address, "X-Mailbridge-Ticket": ref}
+    if mail.in_reply_to:
+        headers["In-Reply-To"] = mail.in_reply_to
+    references = [r for r in mail.references if r]
+    if references:
+        headers["References"] = " ".join(dict.fromkeys(references))
+    if mail.template in AUTOMATIC:
+        headers["Auto-Submitted"] = "auto-replied"
+    conn.execute(sa.insert(T_OUTBOX), {
+        "ticket_id": mail.ticket_id, "template": mail.template, "recipients": ", ".join(mail.to),
+        "subject": mail.subject, "message_id": message_id, "headers": json.dumps(headers, ensure_ascii=False),
+        "body_text": mail.text, "body_html": mail.html, "status": "queued", "attempts": 0, "next_attempt_at": now,
+        "last_error": "", "created_at": now,
+    })
+    if mail.ticket_id is not None:
+        conn.execute(sa.insert(T_MESSAGE), {
+            "ticket_id": mail.ticket_id, "direction": "out", "kind": mail.template,
+            "internal": mail.template in INTERNAL, "message_id": message_id, "sender": settings.smtp.from_address,
+            "sender_name": settings.smtp.from_name, "to_addrs": ", ".join(mail.to), "cc_addrs": "",
+            "subject": mail.subject, "text": mail.text, "new_text": mail.text, "html": mail.html,
+            "references": " ".join(references), "reason": "", "raw_sha256": "", "created_at": now,
+        })
+    return message_id
+
+
+def notify_agent(conn: sa.Connection, agent: str, ticket_id: int | None, kind: str, text: str, now: datetime) -> None:
+    """The in-system half of telling an agent (the mail is the other half)."""
+    conn.execute(sa.insert(T_NOTIFICATION), {"agent": agent, "ticket_id": ticket_id, "kind": kind, "text": text,
+                                             "created_at": now})
+
+
+def ticket_context(conn: sa.Connection, settings: Settings, ticket_id: int) -> dict:
+    """What every template gets: the ticket, its reporter, the company."""
+    ticket = conn.execute(sa.select(T_TICKET).where(T_TICKET.c.id == ticket_id)).one()
+    reporter = None
+    if ticket.reporter_id is not None:
+        reporter = conn.execute(sa.select(T_REPORTER.c.name, T_REPORTER.c.email)
+                                .where(T_REPORTER.c.id == ticket.reporter_id)).one()
+    agent = next((a for a in settings.agents if a.email == ticket.assignee), None)
+    return {
+        "ticket": {
+            "id": format_ticket_id(ticket.id, settings.tickets.id_prefix), "subject": ticket.subject,
+            "status": ticket.status, "category": ticket.category, "area": ticket.area, "channel": ticket.channel,
+            "created_at": ticket.created_at, "ack_deadline": ticket.ack_deadline, "language": ticket.language,
+        },
+        "reporter": {"name": reporter.name if reporter else "", "email": (reporter.email or "") if reporter else ""},
+        "agent": {"name": agent.name, "email": agent.email} if agent else None,
+        "division": None,
+        "company": {"name": settings.outbox.company_name, "support_address": settings.smtp.from_address,
+                    "website": settings.outbox.website},
+        "reopen_days": settings.tickets.reopen_days,
+    }
+
+
+def first_message_id(conn: sa.Connection, ticket_id: int) -> str:
+    """The customer's first mail on the ticket: what our notices answer."""
+    return conn.execute(
+        sa.select(T_MESSAGE.c.message_id).where(T_MESSAGE.c.ticket_id == ticket_id, T_MESSAGE.c.direction == "in",
+                                                T_MESSAGE.c.message_id != "")
+        .order_by(T_MESSAGE.c.id).limit(1)
+    ).scalar() or ""
+
+
+def render_mail(renderer: Renderer, template: str, language: str, context: dict, to: tuple[str, ...],
+                ticket_id: int | None, in_reply_to: str = "") -> OutgoingMail:
+    rendered = renderer.render(template, language, context)
+    return OutgoingMail(template, ticket_id, to, rendered.subject, rendered.text, rendered.html,
+                        in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())

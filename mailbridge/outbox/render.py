@@ -1,0 +1,102 @@
+"""Templates -> subject, text and HTML (P8).
+
+One Jinja2 file per notification and language, `templates/<lang>/<name>.j2`,
+with blocks `subject`, `text` and optionally `html`. A folder configured as
+`outbox.templates_path` is searched first, so ops override a template by
+dropping a file with the same relative path there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from mailbridge.errors import ConfigError
+
+SHIPPED = Path(__file__).resolve().parent.parent.parent / "templates"
+LANGUAGES = ("hu", "en")
+
+_HU_MONTHS = ("január", "február", "március", "április", "május", "június", "július", "augusztus",
+              "szeptember", "október", "november", "december")
+_EN_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+              "October", "November", "December")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str = ""
+
+
+def format_date(value: datetime | None, language: str = "hu", zone: str = "Europe/Budapest") -> str:
+    """A time as people in Budapest read it; midnight is the end of the day before (24:00)."""
+    if value is None:
+        return "-"
+    local = value.astimezone(ZoneInfo(zone))
+    day, hour = local, f"{local:%H:%M}"
+    if (local.hour, local.minute) == (0, 0):
+        from datetime import timedelta
+
+        day, hour = local - timedelta(days=1), "24:00"
+    if language == "hu":
+        return f"{day.year}. {_HU_MONTHS[day.month - 1]} {day.day}. {hour}"
+    return f"{day.day} {_EN_MONTHS[day.month - 1]} {day.year}, {hour}"
+
+
+def format_size(size: int, language: str = "en") -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            if unit == "bytes":
+                return f"{int(value)} {'bájt' if language == 'hu' else 'bytes'}"
+            text = f"{value:.1f} {unit}"
+            return text.replace(".", ",") if language == "hu" else text  # Hungarian: "46,0 MB"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover
+
+
+class Renderer:
+    def __init__(self, override: str = "", zone: str = "Europe/Budapest"):
+        folders = [Path(override)] if override else []
+        folders.append(SHIPPED)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(f) for f in folders]),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=()),
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.zone = zone
+
+        @jinja2.pass_context
+        def date(context: jinja2.runtime.Context, value: datetime | None) -> str:
+            return format_date(value, context.get("language", "hu"), zone)
+
+        self.env.filters["date"] = date
+        @jinja2.pass_context
+        def filesize(context: jinja2.runtime.Context, value: int) -> str:
+            return format_size(value, context.get("language", "hu"))
+
+        self.env.filters["filesize"] = filesize
+
+    def render(self, name: str, language: str, context: dict) -> Rendered:
+        language = language if language in LANGUAGES else "hu"
+        try:
+            template = self.env.get_template(f"{language}/{name}.j2")
+        except jinja2.TemplateNotFound:
+            raise ConfigError(f"outbox.templates_path: no template {language}/{name}.j2") from None
+        context = {**context, "language": language}
+
+        def block(block_name: str) -> str:
+            if block_name not in template.blocks:
+                return ""
+            return "".join(template.blocks[block_name](template.new_context(context))).strip()
+
+        subject = " ".join(block("subject").split())
+        return Rendered(subject, block("text") + "\n", block("html"))

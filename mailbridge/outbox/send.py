@@ -1,0 +1,154 @@
+"""The outbox sender: queued rows -> SMTP, with retries and back-off.
+
+A message is marked sent in its own small transaction right after the
+server took it: a crash in between sends it again, under the same
+Message-ID, which is the one duplicate a reader can recognise; nothing
+queued is ever lost. A temporary failure waits 1, 2, 4 … minutes (at most
+4 hours) before the next try; after `outbox.max_attempts`, or at once on a
+permanent refusal (5xx), the message is `failed` and the assignee is told.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr
+
+import sqlalchemy as sa
+
+from mailbridge.adapters.db import Database
+from mailbridge.adapters.smtp import PermanentSmtpError, SmtpConnection
+from mailbridge.config import Settings
+from mailbridge.errors import SmtpError
+from mailbridge.logs import get_logger
+from mailbridge.models import Event, Outbox, Reporter, Ticket
+from mailbridge.outbox.queue import notify_agent
+
+log = get_logger("mailbridge.outbox")
+
+T_OUTBOX = Outbox.__table__
+T_EVENT = Event.__table__
+T_TICKET = Ticket.__table__
+T_REPORTER = Reporter.__table__
+BATCH = 100
+MAX_DELAY = timedelta(hours=4)
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def backoff(attempts: int) -> timedelta:
+    """1, 2, 4, 8 … minutes after the n-th failed try, never more than 4 hours."""
+    return min(timedelta(minutes=2 ** max(0, attempts - 1)), MAX_DELAY)
+
+
+def build_message(row: sa.Row, settings: Settings, now: datetime) -> bytes:
+    """The wire form of an outbox row.
+
+    Built with the compat32 classes on purpose: the newer email policy, when it
+    folds a long non-ASCII Subject into several encoded words, drops the space
+    between two of them ("hibás cégnév" arrives as "hibáscégnév").
+    """
+    charset = Charset("utf-8")
+    charset.body_encoding = QP
+    if row.body_html:
+        message: Message = MIMEMultipart("alternative")
+        message.attach(MIMEText(row.body_text, "plain", charset))
+        message.attach(MIMEText(row.body_html, "html", charset))
+    else:
+        message = MIMEText(row.body_text, "plain", charset)
+    message["From"] = formataddr((settings.smtp.from_name, settings.smtp.from_address), charset="utf-8")
+    message["To"] = row.recipients
+    message["Subject"] = Header(row.subject, "utf-8")
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = row.message_id
+    for name, value in json.loads(row.headers or "{}").items():
+        message[name] = value
+    return message.as_bytes(policy=compat32.clone(linesep="\r\n"))
+
+
+def deliver_due(db: Database, settings: Settings, now: datetime,
+                connect: Callable[[], SmtpConnection] | None = None) -> SendReport:
+    report = SendReport()
+    connect = connect or (lambda: SmtpConnection(settings.smtp))
+    with db.session() as session:
+        due = session.connection().execute(
+            sa.select(T_OUTBOX).where(T_OUTBOX.c.status == "queued", T_OUTBOX.c.next_attempt_at <= now)
+            .order_by(T_OUTBOX.c.id).limit(BATCH)
+        ).all()
+    if not due:
+        return report
+    try:
+        smtp = connect().__enter__()
+    except SmtpError as exc:
+        log.warning("outbox.smtp_unavailable", error=str(exc), waiting=len(due))
+        for row in due:
+            _failed_try(db, settings, row, str(exc), now, permanent=False, report=report)
+        return report
+    try:
+        for row in due:
+            recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
+            try:
+                smtp.send(build_message(row, settings, now), settings.smtp.from_address, recipients)
+            except SmtpError as exc:
+                _failed_try(db, settings, row, str(exc), now, permanent=isinstance(exc, PermanentSmtpError), report=report)
+                if not isinstance(exc, PermanentSmtpError):
+                    break  # the server is unwell: the rest wait for the next round
+                continue
+            with db.session() as session:
+                conn = session.connection()
+                conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(
+                    status="sent", sent_at=now, attempts=row.attempts + 1, last_error=""))
+                if row.ticket_id is not None:
+                    conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": f"{row.template}.sent",
+                                                      "at": now, "by": "system",
+                                                      "detail": json.dumps({"outbox": row.id})})
+            report.sent += 1
+            log.info("outbox.sent", outbox=row.id, template=row.template, ticket=row.ticket_id)
+    finally:
+        smtp.close()
+    return report
+
+
+def _failed_try(db: Database, settings: Settings, row: sa.Row, error: str, now: datetime, permanent: bool,
+                report: SendReport) -> None:
+    attempts = row.attempts + 1
+    give_up = permanent or attempts >= settings.outbox.max_attempts
+    with db.session() as session:
+        conn = session.connection()
+        values: dict = {"attempts": attempts, "last_error": error[:1000]}
+        if give_up:
+            values["status"] = "failed"
+        else:
+            values["next_attempt_at"] = now + backoff(attempts)
+        conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(**values))
+        if not give_up:
+            report.retrying += 1
+            return
+        report.failed += 1
+        log.warning("outbox.failed", outbox=row.id, template=row.template, ticket=row.ticket_id, attempts=attempts)
+        if row.ticket_id is None:
+            return
+        conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": "outbox.failed", "at": now,
+                                          "by": "system", "detail": json.dumps({"outbox": row.id, "error": error[:300]})})
+        ticket = conn.execute(sa.select(T_TICKET.c.assignee, T_TICKET.c.reporter_id)
+                              .where(T_TICKET.c.id == row.ticket_id)).one()
+        if permanent and ticket.reporter_id is not None:
+            email = conn.execute(sa.select(T_REPORTER.c.email).where(T_REPORTER.c.id == ticket.reporter_id)).scalar()
+            if email and email in row.recipients:
+                conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.id == ticket.reporter_id).values(undeliverable=True))
+        if ticket.assignee:
+            notify_agent(conn, ticket.assignee, row.ticket_id, "outbox_failed",
+                         f"Nem sikerült kézbesíteni: {row.subject} ({error[:200]})", now)

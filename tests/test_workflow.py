@@ -1,0 +1,164 @@
+"""The policy's workflow against real servers: Dovecot in, aiosmtpd out (P1, P2, P7, P8, P10)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import CORPUS
+from factory import simple_mail
+
+AGENTS = [
+    {"name": "Kiss Anna", "email": "kiss.anna@crossec.com", "areas": ["Crossec Norma", "Egyéb"]},
+    {"name": "Szabó Péter", "email": "szabo.peter@crossec.com", "areas": ["Egyéb", "GDPR Segédanyagok"],
+     "fallback": True},
+]
+
+
+@pytest.fixture
+def desk(mailbox, smtp_sink, mailbridge_for):
+    return mailbridge_for(mailbox, smtp_sink, agents=AGENTS)
+
+
+def by_recipient(sink) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for message in sink.messages:
+        found.setdefault(str(message["To"]), []).append(message)
+    return found
+
+
+def header_of(raw: bytes, name: str) -> str:
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.lower().startswith(name.lower() + ":"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def test_customer_gets_an_acknowledgement_with_the_ticket_id(mailbox, smtp_sink, desk):
+    raw = (CORPUS / "hu_billing_iso8859_2.eml").read_bytes()
+    mailbox.deliver(raw)
+    desk("poll", "--once")
+    result = desk("tick")
+    assert "1 acknowledged" in result.stdout
+
+    sent = by_recipient(smtp_sink)
+    [ack] = sent["kovacs.jozsef@example.hu"]
+    assert "[CRX-000001]" in ack["Subject"]
+    assert "CRX-000001" in ack.get_body(("plain",)).get_content()
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Reply-To"] == "support@crossec.com"
+    assert ack["In-Reply-To"] == header_of(raw, "Message-ID")
+    # The agent who covers the area was told by mail, and in-system.
+    [notice] = sent["kiss.anna@crossec.com"]
+    assert "[CRX-000001]" in notice["Subject"]
+    notes = json.loads(desk("notifications", "--agent", "kiss.anna@crossec.com", "--json").stdout)
+    assert [n["ticket"] for n in notes] == ["CRX-000001"]
+
+    [ticket] = desk.tickets()
+    assert ticket["status"] == "acknowledged" and ticket["assignee"] == "kiss.anna@crossec.com"
+    assert ticket["acknowledged_at"] and ticket["ack_deadline"]
+    shown = desk.ticket("CRX-000001")
+    assert [m["direction"] for m in shown["messages"]] == ["in", "out", "out"]
+    assert "deadline" in shown["ack_deadline_explained"]["en"]
+
+
+def test_the_customers_reply_to_the_acknowledgement_threads(mailbox, smtp_sink, desk):
+    mailbox.deliver(simple_mail(1, sender="anna@example.hu"))
+    desk("poll", "--once")
+    desk("tick")
+    [ack] = by_recipient(smtp_sink)["anna@example.hu"]
+    reply = simple_mail(2, sender="anna@example.hu", subject=f"Re: {ack['Subject']}", in_reply_to=ack["Message-ID"])
+    mailbox.deliver(reply)
+    assert "1 reply" in desk("poll", "--once").stdout
+    [ticket] = desk.tickets()
+    assert ticket["message_count"] == 2
+
+
+def test_new_tickets_go_to_the_least_loaded_covering_agent(mailbox, smtp_sink, desk):
+    for i in range(4):
+        mailbox.deliver(simple_mail(i, subject=f"Egyszerű kérdés {i}", body="Jó napot, lenne egy kérdésem."))
+    desk("poll", "--once")
+    assignees = [t["assignee"] for t in desk.tickets()]
+    # Both cover "Egyéb": they alternate, ties going to the one assigned least recently.
+    assert sorted(assignees) == ["kiss.anna@crossec.com"] * 2 + ["szabo.peter@crossec.com"] * 2
+
+
+def test_smtp_down_for_a_while_then_back_delivers_each_mail_once(mailbox, smtp_sink, desk):
+    mailbox.deliver_many([simple_mail(i) for i in range(3)])
+    desk("poll", "--once")
+    smtp_sink.stop()
+    start = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+    down = desk("tick", "--at", start.isoformat())
+    assert "0 sent" in down.stdout and "retrying" in down.stdout
+    desk("tick", "--at", (start + timedelta(seconds=10)).isoformat())  # not due yet: nothing tried
+    smtp_sink.start()
+    desk("tick", "--at", (start + timedelta(minutes=5)).isoformat())
+    desk("tick", "--at", (start + timedelta(minutes=30)).isoformat())
+    ids = [m["Message-ID"] for m in smtp_sink.messages]
+    assert len(ids) == 6 == len(set(ids))  # 3 acks + 3 agent notices, once each
+
+
+def test_a_refused_message_is_retried_with_back_off(mailbox, smtp_sink, desk):
+    mailbox.deliver(simple_mail(1))
+    desk("poll", "--once")
+    smtp_sink.refuse_next(1, code=451)
+    start = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+    desk("tick", "--at", start.isoformat())
+    assert smtp_sink.messages == []  # refused: the rest of the round waits too
+    desk("tick", "--at", (start + timedelta(seconds=30)).isoformat())
+    assert len(smtp_sink.messages) == 1  # the one never tried; the refused one waits out its back-off
+    desk("tick", "--at", (start + timedelta(minutes=3)).isoformat())
+    assert len(smtp_sink.messages) == 2 == len({m["Message-ID"] for m in smtp_sink.messages})
+
+
+def test_an_auto_responder_without_headers_gets_at_most_five_acknowledgements(mailbox, smtp_sink, desk):
+    bot = "robot@example.com"
+    for i in range(8):
+        mailbox.deliver(simple_mail(i, sender=bot, subject=f"Köszönjük megkeresését ({i})"))
+    desk("poll", "--once")
+    desk("tick")
+    acks = by_recipient(smtp_sink).get(bot, [])
+    assert len(acks) == 5
+    events = [e["type"] for t in desk.tickets() for e in desk.ticket(t["id"])["events"]]
+    assert events.count("ack.rate_limited") == 3
+
+
+def test_no_acknowledgement_to_automatic_mail(mailbox, smtp_sink, desk):
+    mailbox.deliver((CORPUS / "ooo_subject_fr_reponse_automatique.eml").read_bytes())
+    desk("poll", "--once")
+    desk("tick")
+    assert smtp_sink.messages == []
+
+
+def test_sla_warning_and_breach_reach_the_assignee(mailbox, smtp_sink, mailbridge_for):
+    # Acknowledgements only 08:00-08:01: the ticket stays unacknowledged.
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, policy={"ack_hours": "08:00-08:01"})
+    mailbox.deliver(simple_mail(1))
+    desk("poll", "--once")
+    [ticket] = desk.tickets()
+    deadline = datetime.fromisoformat(ticket["ack_deadline"])
+    desk("tick", "--at", (deadline - timedelta(hours=2)).isoformat())
+    desk("tick", "--at", (deadline - timedelta(hours=1)).isoformat())  # warned once only
+    desk("tick", "--at", (deadline + timedelta(hours=1)).isoformat())
+    events = [e["type"] for e in desk.ticket(ticket["id"])["events"]]
+    assert events.count("sla.warning") == 1 and events.count("sla.breached") == 1
+    to_agent = [m for m in smtp_sink.messages if "crossec.com" in str(m["To"])]
+    assert len([m for m in to_agent if "[CRX-000001]" in m["Subject"]]) == 3  # assigned, warning, breach
+
+
+def test_notifications_are_marked_read(mailbox, smtp_sink, desk):
+    mailbox.deliver(simple_mail(1))
+    desk("poll", "--once")
+    assert len(json.loads(desk("notifications", "--json").stdout)) == 1
+    desk("notifications", "--mark-read")
+    assert json.loads(desk("notifications", "--json").stdout) == []
+    bad = desk("notifications", "--agent", "nobody@crossec.com", check=False)
+    assert bad.returncode == 2 and "kiss.anna@crossec.com" in bad.stderr
+
+
+def test_sla_deadline_command_prints_the_spec_examples(desk):
+    assert desk("sla", "deadline", "2024-08-01T10:00:00+02:00").stdout.strip() == "2024-08-04T00:00:00+02:00"
+    assert desk("sla", "deadline", "2024-12-20T10:00:00+01:00").stdout.strip() == "2024-12-31T00:00:00+01:00"
