@@ -275,6 +275,42 @@ def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
 
 
 @cli.group()
+def ticket() -> None:
+    """Act on one ticket."""
+
+
+def _existing_ticket(app: App, session, text: str) -> int:  # type: ignore[no-untyped-def]
+    from mailbridge.models import Ticket
+
+    number = app.ticket_number(text)
+    if session.get(Ticket, number) is None:
+        raise UsageError(f"no such ticket: {text}")
+    return number
+
+
+@ticket.command("resolve")
+@click.argument("ticket_id")
+@click.option("--outcome", required=True, help="What the customer is told (P12).")
+@click.option("--by", "by", metavar="AGENT-EMAIL", help="Who resolved it (default: the assignee).")
+@pass_app
+def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> None:
+    """Resolve a ticket and tell the customer the outcome."""
+    from mailbridge.outbox.render import Renderer
+    from mailbridge.workflow.actions import Casework
+
+    if by and by.lower() not in app.settings.agent_addresses:
+        raise UsageError(f"unknown agent: {by} (choices: {', '.join(sorted(app.settings.agent_addresses))})")
+    if not outcome.strip():
+        raise UsageError("--outcome is empty: the customer must be told what was done")
+    renderer = Renderer(app.settings.outbox.templates_path, app.settings.policy.timezone)
+    with app.ready_db().session() as session:
+        number = _existing_ticket(app, session, ticket_id)
+        casework = Casework(session.connection(), app.settings, renderer, datetime.now(timezone.utc))
+        casework.resolve(number, outcome.strip(), (by or "cli").lower())
+    click.echo(f"{ticket_id.upper()}: resolved; the outcome is queued for the customer")
+
+
+@cli.group()
 def quarantine() -> None:
     """Mail that could not be parsed or stored."""
 

@@ -177,6 +177,8 @@ class Outbox(SQLModel, table=True):
     headers: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
     body_text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     body_html: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    # JSON list of {sha256, filename, content_type}: files from the attachment store
+    attachments: str = Field(default="[]", sa_column=sa.Column(sa.Text, nullable=False, server_default="[]"))
     # queued, sent, failed, bounced
     status: str = Field(default="queued", sa_column=sa.Column(sa.String(20), nullable=False))
     attempts: int = 0

@@ -162,3 +162,80 @@ def test_notifications_are_marked_read(mailbox, smtp_sink, desk):
 def test_sla_deadline_command_prints_the_spec_examples(desk):
     assert desk("sla", "deadline", "2024-08-01T10:00:00+02:00").stdout.strip() == "2024-08-04T00:00:00+02:00"
     assert desk("sla", "deadline", "2024-12-20T10:00:00+01:00").stdout.strip() == "2024-12-31T00:00:00+01:00"
+
+
+def test_resolve_tells_the_customer_and_a_reply_reopens(mailbox, smtp_sink, desk):
+    mailbox.deliver(simple_mail(1, sender="anna@example.hu"))
+    desk("poll", "--once")
+    desk("tick")
+    desk("ticket", "resolve", "CRX-1", "--outcome", "A hibát a 2026.3.2-es verzió javítja.")
+    desk("tick")
+    [ack, outcome] = by_recipient(smtp_sink)["anna@example.hu"]
+    assert "[CRX-000001]" in outcome["Subject"]
+    assert "2026.3.2-es verzió" in outcome.get_body(("plain",)).get_content()
+    assert desk.tickets()[0]["status"] == "resolved"
+
+    reply = simple_mail(2, sender="anna@example.hu", subject=f"Re: {outcome['Subject']}",
+                        in_reply_to=outcome["Message-ID"])
+    mailbox.deliver(reply)
+    assert "1 reopened" in desk("poll", "--once").stdout
+    assert desk.tickets()[0]["status"] == "in_progress"
+
+
+def test_a_reply_after_the_reopen_window_opens_a_linked_ticket(mailbox, smtp_sink, mailbridge_for):
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, tickets={"reopen_days": 0})
+    mailbox.deliver(simple_mail(1, sender="anna@example.hu"))
+    desk("poll", "--once")
+    desk("ticket", "resolve", "CRX-000001", "--outcome", "Megoldva.")
+    mailbox.deliver(simple_mail(2, sender="anna@example.hu", subject="Re: [CRX-000001] még egyszer"))
+    assert "1 follow_up" in desk("poll", "--once").stdout
+    old, new = desk.tickets()
+    assert old["status"] == "resolved" and new["linked_ticket"] == "CRX-000001"
+
+
+def test_resolve_rejects_unknown_values_and_writes_nothing(desk):
+    for args, word in ((["ticket", "resolve", "CRX-000404", "--outcome", "x"], "no such ticket"),
+                       (["ticket", "resolve", "nonsense", "--outcome", "x"], "not a ticket ID"),
+                       (["ticket", "resolve", "CRX-1", "--outcome", "x", "--by", "x@y.hu"], "unknown agent")):
+        result = desk(*args, check=False)
+        assert result.returncode == 2 and word in result.stderr
+
+
+def test_an_oversize_attachment_is_recorded_and_the_sender_told(mailbox, smtp_sink, desk):
+    mailbox.deliver((CORPUS / "attach_oversize.eml").read_bytes())
+    desk("poll", "--once")
+    desk("tick")
+    [ticket] = desk.tickets()
+    assert any(a.get("rejected") for a in ticket["attachments"])
+    notices = [m for m in smtp_sink.messages if m["To"] == ticket["reporter_email"]]
+    assert len(notices) == 2  # what was kept and how to send the rest, and the acknowledgement
+    events = [e["type"] for e in desk.ticket(ticket["id"])["events"]]
+    assert "attachment.rejected" in events
+
+
+def test_a_bounce_of_our_acknowledgement_marks_the_address_and_tells_the_assignee(mailbox, smtp_sink, desk):
+    mailbox.deliver(simple_mail(1, sender="nincs.ilyen@example.hu"))
+    desk("poll", "--once")
+    desk("tick")
+    [ack] = by_recipient(smtp_sink)["nincs.ilyen@example.hu"]
+    dsn = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.crossec.com>\r\nTo: support@crossec.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-1@mx.crossec.com>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nnincs.ilyen@example.hu: user unknown\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.crossec.com\r\n\r\n"
+        "Final-Recipient: rfc822; nincs.ilyen@example.hu\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack['Message-ID']}\r\nTo: nincs.ilyen@example.hu\r\n"
+        "--b--\r\n"
+    ).encode()
+    mailbox.deliver(dsn)
+    assert "1 bounce" in desk("poll", "--once").stdout
+    events = [e["type"] for e in desk.ticket("CRX-000001")["events"]]
+    assert "outbox.bounced" in events
+    notes = json.loads(desk("notifications", "--json", "--all").stdout)
+    assert [n["kind"] for n in notes].count("bounced") == 1
+    # A later mail from the same address gets no acknowledgement: it would bounce again.
+    mailbox.deliver(simple_mail(3, sender="nincs.ilyen@example.hu"))
+    desk("poll", "--once")
+    desk("tick")
+    assert len(by_recipient(smtp_sink)["nincs.ilyen@example.hu"]) == 1

@@ -32,6 +32,8 @@ from mailbridge.config import Settings
 from mailbridge.intake.prepare import Prepared
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.deadline import ack_deadline
+from mailbridge.outbox.queue import queue_mail, render_mail, ticket_context
+from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
 from mailbridge.intake.thread import ThreadMatch, find_tag, format_ticket_id, match_ticket
 from mailbridge.mail import Address, ParsedMail, RawMail
@@ -119,6 +121,7 @@ class MailStore:
         self.raw_ids: dict[str, int] = {}
         self._looked_up: set[str] = set()
         self.assignments = AssignmentBook(self.conn, ctx.settings, ctx.renderer) if ctx.renderer else None
+        self._casework: Casework | None = None
         self._prefetch(batch)
 
     # --- the batch's lookups, read once -------------------------------------
@@ -201,6 +204,8 @@ class MailStore:
 
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
         self.attachments(parsed, message_pk, ticket_id)
+        if verdict.is_person and ticket_id is not None:
+            self._tell_about_rejected_files(parsed, ticket_id)
         if verdict.kind == loops.BOUNCE:
             self._bounce(parsed, ticket_id)
         elif not verdict.is_person:
@@ -372,6 +377,37 @@ class MailStore:
                 status="bounced", last_error=("delivery report: " + ", ".join(recipients))[:500]))
         detail = {"recipients": recipients, "about": ids, "outbox": bounced}
         self.event(ticket_id, "outbox.bounced" if ticket_id else "mail.bounce", "system", detail)
+        if report and report.permanent and recipients:
+            # No more automatic mail to an address that does not exist.
+            self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.email.in_(recipients)).values(undeliverable=True))
+        if ticket_id is not None and bounced and self.casework is not None:
+            self.casework.tell_assignee(ticket_id, "bounced", "Kézbesíthetetlen: " + ", ".join(recipients)[:300])
+
+    @property
+    def casework(self) -> Casework | None:
+        if self.ctx.renderer is None:
+            return None
+        if self._casework is None:
+            self._casework = Casework(self.conn, self.ctx.settings, self.ctx.renderer, self.ctx.now)
+        return self._casework
+
+    def _tell_about_rejected_files(self, parsed: ParsedMail, ticket_id: int) -> None:
+        """The sender learns what was kept and how to send the rest (not silently dropped)."""
+        rejected = [p for p in parsed.attachments if p.rejected]
+        if not rejected or self.casework is None or not parsed.sender:
+            return
+        if parsed.sender.email in self.ctx.settings.agent_addresses:
+            return
+        context = ticket_context(self.conn, self.ctx.settings, ticket_id)
+        context.update(
+            rejected=[{"filename": p.filename, "size": p.size} for p in rejected],
+            kept=[{"filename": p.filename, "size": p.size} for p in parsed.attachments if not p.rejected],
+            limit_bytes=self.ctx.settings.storage.max_attachment_bytes,
+        )
+        language = context["ticket"]["language"]
+        mail = render_mail(self.ctx.renderer, "attachment_rejected", language, context, (parsed.sender.email,),
+                           ticket_id, in_reply_to=parsed.message_id)
+        queue_mail(self.conn, self.ctx.settings, mail, self.ctx.now)
 
     def _keep_raw(self, compressed: bytes, size: int, digest: str) -> int:
         if digest not in self.raw_ids:

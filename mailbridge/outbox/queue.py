@@ -41,6 +41,8 @@ class OutgoingMail:
     html: str = ""
     in_reply_to: str = ""
     references: tuple[str, ...] = field(default_factory=tuple)
+    # Files from the attachment store: ({"sha256", "filename", "content_type"}, …)
+    attachments: tuple[dict, ...] = field(default_factory=tuple)
 
 
 def new_message_id(template: str, ticket_ref: str, from_address: str) -> str:
@@ -63,7 +65,8 @@ def queue_mail(conn: sa.Connection, settings: Settings, mail: OutgoingMail, now:
     conn.execute(sa.insert(T_OUTBOX), {
         "ticket_id": mail.ticket_id, "template": mail.template, "recipients": ", ".join(mail.to),
         "subject": mail.subject, "message_id": message_id, "headers": json.dumps(headers, ensure_ascii=False),
-        "body_text": mail.text, "body_html": mail.html, "status": "queued", "attempts": 0, "next_attempt_at": now,
+        "body_text": mail.text, "body_html": mail.html, "attachments": json.dumps(list(mail.attachments)),
+        "status": "queued", "attempts": 0, "next_attempt_at": now,
         "last_error": "", "created_at": now,
     })
     if mail.ticket_id is not None:
@@ -116,7 +119,23 @@ def first_message_id(conn: sa.Connection, ticket_id: int) -> str:
 
 
 def render_mail(renderer: Renderer, template: str, language: str, context: dict, to: tuple[str, ...],
-                ticket_id: int | None, in_reply_to: str = "") -> OutgoingMail:
+                ticket_id: int | None, in_reply_to: str = "", attachments: tuple[dict, ...] = ()) -> OutgoingMail:
     rendered = renderer.render(template, language, context)
     return OutgoingMail(template, ticket_id, to, rendered.subject, rendered.text, rendered.html,
-                        in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())
+                        in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else (),
+                        attachments=attachments)
+
+
+def ticket_attachments(conn: sa.Connection, ticket_id: int, message_pk: int | None = None) -> tuple[dict, ...]:
+    """Stored (not rejected) files of a ticket, or of one of its messages."""
+    from mailbridge.models import Attachment
+
+    table = Attachment.__table__
+    query = sa.select(table.c.sha256, table.c.filename, table.c.content_type).where(
+        table.c.ticket_id == ticket_id, table.c.rejected.is_(False))
+    if message_pk is not None:
+        query = query.where(table.c.message_pk == message_pk)
+    seen: dict[str, dict] = {}
+    for row in conn.execute(query.order_by(table.c.id)):
+        seen.setdefault(row.sha256, {"sha256": row.sha256, "filename": row.filename, "content_type": row.content_type})
+    return tuple(seen.values())

@@ -14,9 +14,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
@@ -25,6 +27,7 @@ from email.utils import format_datetime, formataddr
 import sqlalchemy as sa
 
 from mailbridge.adapters.db import Database
+from mailbridge.adapters.files import AttachmentStore
 from mailbridge.adapters.smtp import PermanentSmtpError, SmtpConnection
 from mailbridge.config import Settings
 from mailbridge.errors import SmtpError
@@ -64,11 +67,30 @@ def build_message(row: sa.Row, settings: Settings, now: datetime) -> bytes:
     charset = Charset("utf-8")
     charset.body_encoding = QP
     if row.body_html:
-        message: Message = MIMEMultipart("alternative")
-        message.attach(MIMEText(row.body_text, "plain", charset))
-        message.attach(MIMEText(row.body_html, "html", charset))
+        body: Message = MIMEMultipart("alternative")
+        body.attach(MIMEText(row.body_text, "plain", charset))
+        body.attach(MIMEText(row.body_html, "html", charset))
     else:
-        message = MIMEText(row.body_text, "plain", charset)
+        body = MIMEText(row.body_text, "plain", charset)
+    files = json.loads(row.attachments or "[]")
+    if files:
+        store = AttachmentStore(settings.storage.path)
+        message: Message = MIMEMultipart("mixed")
+        message.attach(body)
+        for item in files:
+            maintype, _, subtype = (item.get("content_type") or "application/octet-stream").partition("/")
+            try:
+                data = store.get(item["sha256"])
+            except OSError:  # erased or lost since it was queued: send the rest
+                log.warning("outbox.attachment_missing", outbox=row.id)
+                continue
+            part = MIMEBase(maintype, subtype or "octet-stream")
+            part.set_payload(data)
+            encoders.encode_base64(part)
+            part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", item["filename"]))
+            message.attach(part)
+    else:
+        message = body
     message["From"] = formataddr((settings.smtp.from_name, settings.smtp.from_address), charset="utf-8")
     message["To"] = row.recipients
     message["Subject"] = Header(row.subject, "utf-8")

@@ -1,4 +1,4 @@
-"""assignment, notifications, undeliverable addresses
+"""assignment, notifications, undeliverable addresses, outbox attachments
 
 Revision ID: 0002
 Revises: 0001
@@ -36,9 +36,15 @@ def upgrade() -> None:
     with op.batch_alter_table('ticket', schema=None) as batch_op:
         batch_op.add_column(sa.Column('assigned_at', sa.DateTime(timezone=True), nullable=True))
 
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('attachments', sa.Text(), server_default='[]', nullable=False))
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_column('attachments')
+
     with op.batch_alter_table('ticket', schema=None) as batch_op:
         batch_op.drop_column('assigned_at')
 
