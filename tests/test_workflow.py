@@ -239,3 +239,120 @@ def test_a_bounce_of_our_acknowledgement_marks_the_address_and_tells_the_assigne
     desk("poll", "--once")
     desk("tick")
     assert len(by_recipient(smtp_sink)["nincs.ilyen@example.hu"]) == 1
+
+
+# --- agents working by mail ------------------------------------------------------------
+
+DIVISIONS = [{"name": "Fejlesztés", "email": "fejlesztes@crossec.com", "areas": ["Crossec Norma"]}]
+TRUSTED = {"trusted_authserv_ids": ["mx.crossec.com"]}
+SIGNED = "Authentication-Results: mx.crossec.com; dkim=pass header.d=crossec.com header.i=@crossec.com\r\n"
+
+
+@pytest.fixture
+def team(mailbox, smtp_sink, mailbridge_for):
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, divisions=DIVISIONS, security=TRUSTED)
+    mailbox.deliver(simple_mail(1, sender="anna@example.hu", subject="Crossec Norma export hiba"))
+    desk("poll", "--once")
+    desk("tick")
+    smtp_sink.clear()
+    return desk
+
+
+def agent_mail(body: str, *, sender: str = "kiss.anna@crossec.com", signed: bool = True, attachment: bool = False,
+               subject: str = "Re: [CRX-000001] Crossec Norma export hiba") -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = f"Kiss Anna <{sender}>"
+    message["To"] = "support@crossec.com"
+    message["Subject"] = subject
+    message["Message-ID"] = f"<agent-{abs(hash(body))}@crossec.com>"
+    message.set_content(body)
+    if attachment:
+        message.add_attachment(b"%PDF-1.4 javitas", maintype="application", subtype="pdf", filename="javítás.pdf")
+    raw = bytes(message)
+    return (SIGNED.encode() + raw) if signed else raw
+
+
+def test_an_agents_reply_reaches_the_customer_and_a_note_does_not(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("Tisztelt Ügyfelünk!\n\nA hibát a 2026.3.2-es verzió javítja.\n", attachment=True))
+    assert "1 agent_reply" in team("poll", "--once").stdout
+    team("tick")
+    [relay] = by_recipient(smtp_sink)["anna@example.hu"]
+    assert "support@crossec.com" in relay["From"] and "[CRX-000001]" in relay["Subject"]
+    assert "2026.3.2-es verzió" in relay.get_body(("plain",)).get_content()
+    assert [p.get_filename() for p in relay.iter_attachments()] == ["javítás.pdf"]
+    assert team.tickets()[0]["status"] == "in_progress"
+
+    smtp_sink.clear()
+    mailbox.deliver(agent_mail("#note\nBelső: a fejlesztők már tudnak róla.\n"))
+    assert "1 agent_note" in team("poll", "--once").stdout
+    team("tick")
+    assert smtp_sink.messages == []
+    notes = [m for m in team.ticket("CRX-000001")["messages"] if m["kind"] == "agent"]
+    assert [m["internal"] for m in notes] == [False, True]
+
+
+def test_commands_change_the_ticket(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#category számlázással kapcsolatos kérdés\n#area gdpr\n#assign Szabó Péter\n"))
+    assert "1 agent_commands" in team("poll", "--once").stdout
+    [ticket] = team.tickets()
+    assert (ticket["category"], ticket["area"], ticket["assignee"]) == (
+        "Számlázással kapcsolatos kérdés", "GDPR Segédanyagok", "szabo.peter@crossec.com")
+    team("tick")
+    assert "szabo.peter@crossec.com" in by_recipient(smtp_sink)  # the new assignee is told
+
+
+def test_a_failing_command_changes_nothing_and_the_agent_is_told_why(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#stauts resolved\nKész.\n"))
+    assert "1 agent_command_failed" in team("poll", "--once").stdout
+    team("tick")
+    [reply] = by_recipient(smtp_sink)["kiss.anna@crossec.com"]
+    assert "#stauts" in reply.get_body(("plain",)).get_content()
+    assert "anna@example.hu" not in by_recipient(smtp_sink)
+    assert team.tickets()[0]["status"] == "acknowledged"
+
+
+def test_escalation_reaches_the_division_and_its_answer_stays_internal(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#escalate Fejlesztés\nKérlek nézzétek meg az exportot.\n"))
+    assert "1 agent_escalated" in team("poll", "--once").stdout
+    team("tick")
+    [handover] = by_recipient(smtp_sink)["fejlesztes@crossec.com"]
+    assert "[CRX-000001]" in handover["Subject"]
+    assert "Kérlek nézzétek meg" in handover.get_body(("plain",)).get_content()
+    assert team.tickets()[0]["status"] == "escalated"
+
+    smtp_sink.clear()
+    division = agent_mail("Megvan a hiba, holnap javítjuk.", sender="fejlesztes@crossec.com")
+    mailbox.deliver(division.replace(b"Kiss Anna", b"Fejlesztes"))
+    assert "1 division_note" in team("poll", "--once").stdout
+    team("tick")
+    assert smtp_sink.messages == []  # never relayed to the customer
+    assert team.tickets()[0]["status"] == "in_progress"
+    notes = json.loads(team("notifications", "--agent", "kiss.anna@crossec.com", "--json").stdout)
+    assert "division_replied" in [n["kind"] for n in notes]
+
+
+def test_resolve_by_mail_tells_the_customer_the_outcome(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#resolve\nA 2026.3.2-es frissítés megoldotta a hibát.\n"))
+    assert "1 agent_resolved" in team("poll", "--once").stdout
+    team("tick")
+    [outcome] = by_recipient(smtp_sink)["anna@example.hu"]
+    assert "megoldotta a hibát" in outcome.get_body(("plain",)).get_content()
+    assert team.tickets()[0]["status"] == "resolved"
+
+
+@pytest.mark.parametrize("headers", [
+    "",  # no Authentication-Results at all
+    "Authentication-Results: mx.crossec.com; dkim=fail header.d=crossec.com; spf=fail smtp.mailfrom=crossec.com\r\n",
+    "Authentication-Results: evil.example; dkim=pass header.d=crossec.com\r\n",  # not a trusted server
+])
+def test_forged_agent_mail_changes_nothing(mailbox, smtp_sink, team, headers):
+    forged = agent_mail("#resolve\nMegoldva, viszlát.\n", signed=False)
+    mailbox.deliver(headers.encode() + forged)
+    team("poll", "--once")
+    team("tick")
+    assert team.tickets()[0]["status"] == "acknowledged"
+    assert smtp_sink.messages == [] or all("anna@example.hu" != str(m["To"]) for m in smtp_sink.messages)
+    events = [e["type"] for e in team.ticket("CRX-000001")["events"]]
+    assert "mail.forged_agent" in events and "ticket.resolved" not in events

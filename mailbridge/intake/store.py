@@ -21,7 +21,7 @@ import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -49,7 +49,12 @@ from mailbridge.models import (
     Reporter,
     Ticket,
 )
+from mailbridge.logs import get_logger
 from mailbridge.policy import loops, senders
+from mailbridge.policy.authenticity import agent_is_authentic
+from mailbridge.policy.commands import VALID_COMMANDS, read_commands
+
+_KIND_OF_ROLE = {senders.AGENT: "agent", senders.DIVISION: "division", senders.OUTSIDER: "outsider"}
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
@@ -64,6 +69,8 @@ T_EVENT = Event.__table__
 T_INTAKE = IntakeLog.__table__
 T_QUARANTINE = Quarantine.__table__
 T_OUTBOX = Outbox.__table__
+
+log = get_logger("mailbridge.intake")
 
 # SQLite allows 32766 bound parameters; stay far below.
 _IN_CHUNK = 500
@@ -196,14 +203,21 @@ class MailStore:
         match = match_ticket(parsed, self, self.prefix)
         raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
 
+        role = ""
         if verdict.is_person:
-            outcome_kind, ticket_id = self._person_mail(prepared, match)
-            kind = "outsider" if outcome_kind == "outsider" else self.message_kind(parsed)
+            outcome_kind, ticket_id, role = self._person_mail(prepared, match)
+            kind = _KIND_OF_ROLE.get(role, "customer")
         else:
             outcome_kind, ticket_id, kind = verdict.kind, match.ticket_id, verdict.kind
 
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
         self.attachments(parsed, message_pk, ticket_id)
+        if ticket_id is not None and role in (senders.AGENT, senders.DIVISION) and self.casework is not None:
+            self._flush_attachments()  # the agent's files travel on with the relay or escalation
+            if role == senders.AGENT:
+                outcome_kind = self._agent_mail(parsed, ticket_id, message_pk)
+            else:
+                outcome_kind = self._division_mail(parsed, ticket_id, message_pk)
         if verdict.is_person and ticket_id is not None:
             self._tell_about_rejected_files(parsed, ticket_id)
         if verdict.kind == loops.BOUNCE:
@@ -240,22 +254,32 @@ class MailStore:
 
     # --- tickets ---------------------------------------------------------------
 
-    def _person_mail(self, prepared: Prepared, match: ThreadMatch) -> tuple[str, int]:
+    def _person_mail(self, prepared: Prepared, match: ThreadMatch) -> tuple[str, int, str]:
+        """(outcome, ticket, the sender's role) for a mail a person wrote."""
         parsed = prepared.mail
         if match.is_new:
-            return "new_ticket", self._open_ticket(prepared)
+            return "new_ticket", self._open_ticket(prepared), senders.REPORTER
         ticket = self.conn.execute(
             sa.select(T_TICKET.c.id, T_TICKET.c.status, T_TICKET.c.resolved_at, T_TICKET.c.reporter_id)
             .where(T_TICKET.c.id == match.ticket_id)
         ).one()
-        role = senders.sender_role(parsed.sender.email, self._participants_of(ticket.id, ticket.reporter_id))
+        participants = self._participants_of(ticket.id, ticket.reporter_id)
+        role = senders.sender_role(parsed.sender.email, participants)
+        if role == senders.AGENT and self.ctx.settings.security.require_agent_auth:
+            authentic, why = agent_is_authentic(parsed.headers.get_all("authentication-results"), parsed.sender.email,
+                                                tuple(self.ctx.settings.security.trusted_authserv_ids))
+            if not authentic:
+                # A forged agent address is a customer's message, and a warning (SPEC, security).
+                self.event(ticket.id, "mail.forged_agent", parsed.sender.email, {"reason": why})
+                log.warning("mail.forged_agent", ticket=ticket.id, reason=why)
+                role = senders.sender_role(parsed.sender.email, replace(participants, agents=frozenset()))
         effect = senders.reply_effect(role, ticket.status, ticket.resolved_at, self.ctx.now,
                                       self.ctx.settings.tickets.reopen_days)
         by = parsed.sender.email or "unknown"
         if effect == senders.FOLLOW_UP:
             new_id = self._open_ticket(prepared, linked=ticket.id)
             self.event(ticket.id, "ticket.follow_up", by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
-            return "follow_up", new_id
+            return "follow_up", new_id, senders.REPORTER
         changes: dict = {"updated_at": self.ctx.now}
         if effect == senders.REOPEN:
             changes.update(status="in_progress", resolved_at=None)
@@ -263,9 +287,11 @@ class MailStore:
         self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket.id).values(**changes))
         if effect == senders.RECORD_ONLY:
             self.event(ticket.id, "mail.outsider", by, {"via": match.via})
-            return "outsider", ticket.id
+            if self.casework is not None:
+                self.casework.tell_assignee(ticket.id, "outsider", "Nem résztvevő írt a bejelentéshez (nem változtatott rajta).")
+            return "outsider", ticket.id, role
         self.event(ticket.id, "mail.received", by, {"via": match.via, "role": role})
-        return ("reopened" if effect == senders.REOPEN else "reply"), ticket.id
+        return ("reopened" if effect == senders.REOPEN else "reply"), ticket.id, role
 
     def _open_ticket(self, prepared: Prepared, linked: int | None = None) -> int:
         parsed, found = prepared.mail, prepared.classification
@@ -382,6 +408,74 @@ class MailStore:
             self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.email.in_(recipients)).values(undeliverable=True))
         if ticket_id is not None and bounced and self.casework is not None:
             self.casework.tell_assignee(ticket_id, "bounced", "Kézbesíthetetlen: " + ", ".join(recipients)[:300])
+
+    def _agent_mail(self, parsed: ParsedMail, ticket_id: int, message_pk: int) -> str:
+        """An authenticated agent's reply: commands first, then relay the text to the customer."""
+        settings, casework = self.ctx.settings, self.casework
+        assert casework is not None
+        agent = parsed.sender.email
+        reply = read_commands(parsed.new_text, {a.email: a.name for a in settings.agents},
+                              {d.email: d.name for d in settings.divisions})
+        if not reply.ok:
+            # Nothing changes and nothing reaches the customer; the agent learns why.
+            self._mark_internal(message_pk)
+            context = ticket_context(self.conn, settings, ticket_id)
+            context.update(errors=[{"line": p.text, "reason": p.reason} for p in reply.problems],
+                           commands=list(VALID_COMMANDS))
+            mail = render_mail(self.ctx.renderer, "command_failed", settings.tickets.default_language, context,
+                               (agent,), ticket_id, in_reply_to=parsed.message_id)
+            queue_mail(self.conn, settings, mail, self.ctx.now)
+            self.event(ticket_id, "command.failed", agent, {"problems": [p.reason for p in reply.problems]})
+            return "agent_command_failed"
+        for command in reply.commands:
+            if command.name == "status":
+                casework.set_status(ticket_id, command.value, agent)
+            elif command.name in ("category", "area"):
+                casework.set_field(ticket_id, command.name, command.value, agent)
+            elif command.name == "assign":
+                casework.assign(ticket_id, command.value, agent)
+        names = {c.name for c in reply.commands}
+        files = tuple({"sha256": p.sha256, "filename": p.filename, "content_type": p.content_type}
+                      for p in parsed.attachments if not p.rejected)
+        if "note" in names:
+            self._mark_internal(message_pk)
+            self.event(ticket_id, "note.added", agent, {})
+            return "agent_note"
+        if "escalate" in names:
+            self._mark_internal(message_pk)
+            division = next(c.value for c in reply.commands if c.name == "escalate")
+            casework.escalate(ticket_id, division, reply.text, agent)
+            return "agent_escalated"
+        if "resolve" in names:
+            casework.resolve(ticket_id, reply.text, agent)
+            return "agent_resolved"
+        if reply.text.strip():
+            casework.relay(ticket_id, agent, reply.text, files)
+            status = self.conn.execute(sa.select(T_TICKET.c.status).where(T_TICKET.c.id == ticket_id)).scalar()
+            if status in ("new", "acknowledged") and "status" not in names:
+                casework.set_status(ticket_id, "in_progress", agent)  # P10.3: the agent has contacted the reporter
+            return "agent_reply"
+        self._mark_internal(message_pk)
+        return "agent_commands"
+
+    def _division_mail(self, parsed: ParsedMail, ticket_id: int, message_pk: int) -> str:
+        """P11: the division's answer is an internal note for the assignee, never relayed."""
+        assert self.casework is not None
+        self._mark_internal(message_pk)
+        self.event(ticket_id, "division.replied", parsed.sender.email, {})
+        status = self.conn.execute(sa.select(T_TICKET.c.status).where(T_TICKET.c.id == ticket_id)).scalar()
+        if status == "escalated":
+            self.casework.set_status(ticket_id, "in_progress", parsed.sender.email)
+        self.casework.tell_assignee(ticket_id, "division_replied", f"Válasz érkezett: {parsed.sender.email}")
+        return "division_note"
+
+    def _mark_internal(self, message_pk: int) -> None:
+        self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(internal=True))
+
+    def _flush_attachments(self) -> None:
+        if self._attachment_rows:
+            self.conn.execute(_insert_statement(T_ATTACHMENT), self._attachment_rows)
+            self._attachment_rows.clear()
 
     @property
     def casework(self) -> Casework | None:

@@ -54,7 +54,7 @@ class Casework:
             return None
         return row.email, row.language
 
-    def relay(self, ticket_id: int, agent: str, text: str, message_pk: int | None) -> bool:
+    def relay(self, ticket_id: int, agent: str, text: str, files: tuple[dict, ...] = ()) -> bool:
         """An agent's reply reaches the customer from the support address, with its files."""
         customer = self._customer(ticket_id)
         if customer is None:
@@ -63,7 +63,6 @@ class Casework:
         context = ticket_context(self.conn, self.settings, ticket_id)
         agent_row = next((a for a in self.settings.agents if a.email == agent), None)
         context.update(text=text, agent={"name": agent_row.name if agent_row else agent, "email": agent})
-        files = ticket_attachments(self.conn, ticket_id, message_pk) if message_pk else ()
         mail = render_mail(self.renderer, "agent_relay", customer[1], context, (customer[0],), ticket_id,
                            in_reply_to=first_message_id(self.conn, ticket_id), attachments=files)
         queue_mail(self.conn, self.settings, mail, self.now)
