@@ -356,3 +356,44 @@ def test_forged_agent_mail_changes_nothing(mailbox, smtp_sink, team, headers):
     assert smtp_sink.messages == [] or all("anna@example.hu" != str(m["To"]) for m in smtp_sink.messages)
     events = [e["type"] for e in team.ticket("CRX-000001")["events"]]
     assert "mail.forged_agent" in events and "ticket.resolved" not in events
+
+
+def test_mail_queued_by_one_process_is_delivered_by_the_next(mailbox, smtp_sink, desk):
+    mailbox.deliver(simple_mail(1))
+    desk("poll", "--once", subprocess_=True)  # queues the agent's notice and exits
+    assert smtp_sink.messages == []
+    desk("tick", subprocess_=True)
+    assert {str(m["To"]) for m in smtp_sink.messages} == {"kiss.anna@crossec.com", "customer1@example.hu"}
+
+
+def test_a_loop_with_an_auto_responder_ends_within_the_rate_limit(mailbox, smtp_sink, desk):
+    """The responder answers everything, keeps no subject tag or References, and sets no headers."""
+    bot = "valaszolo@example.com"
+    mailbox.deliver(simple_mail(0, sender=bot, subject="Kérdés"))
+    answered = 0
+    for round_ in range(12):
+        desk("poll", "--once")
+        desk("tick")
+        new = [m for m in smtp_sink.messages if str(m["To"]) == bot][answered:]
+        answered += len(new)
+        for i, _ in enumerate(new):
+            mailbox.deliver(simple_mail(100 * round_ + i, sender=bot, subject="Köszönjük levelét!"))
+        if not new:
+            break
+    assert answered == 5  # max_acks_per_sender_per_day, then silence
+    assert round_ < 11
+
+
+def test_ops_override_a_template_by_dropping_a_file(mailbox, smtp_sink, mailbridge_for, tmp_path):
+    override = tmp_path / "my-templates" / "hu"
+    override.mkdir(parents=True)
+    (override / "ack.j2").write_text(
+        "{% block subject %}[{{ ticket.id }}] Megkaptuk{% endblock %}\n"
+        "{% block text %}Saját szöveg: {{ ticket.id }}{% endblock %}\n", encoding="utf-8")
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, outbox={"templates_path": str(tmp_path / "my-templates")})
+    mailbox.deliver(simple_mail(1))
+    desk("poll", "--once")
+    desk("tick")
+    [ack] = by_recipient(smtp_sink)["customer1@example.hu"]
+    assert ack["Subject"] == "[CRX-000001] Megkaptuk"
+    assert "Saját szöveg: CRX-000001" in ack.get_body(("plain",)).get_content()

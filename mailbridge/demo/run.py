@@ -99,6 +99,15 @@ max_attachment_bytes = 10485760
 [forms]
 senders = ["wordpress@crossec.com"]
 
+[security]
+# The demo's "receiving server" that checked the agent's DKIM signature.
+trusted_authserv_ids = ["mx.crossec.com"]
+
+[[divisions]]
+name = "Fejlesztés"
+email = "fejlesztes@crossec.com"
+areas = ["Crossec Norma"]
+
 [logging]
 level = "warning"  # the demo shows results; the daemon logs JSON events
 
@@ -159,11 +168,15 @@ def run_demo(keep: bool = False) -> None:
             click.echo(click.style(f"\nThe SMTP sink received {len(sink.messages)} message(s):", bold=True))
             for message in sink.messages:
                 click.echo(f"  to {message['To']}: {message['Subject']}")
-            acks = [m for m in sink.messages if m["Auto-Submitted"] and "crossec.com" not in str(m["To"])]
-            if acks:
-                click.echo(click.style("\nThe first acknowledgement, as the customer reads it:", bold=True))
-                click.echo(f"Subject: {acks[0]['Subject']}\n")
-                click.echo(acks[0].get_body(("plain",)).get_content().strip())
+            customer = [m for m in sink.messages if "crossec.com" not in str(m["To"])]
+            acks = [m for m in customer if m["Auto-Submitted"]]
+            relays = [m for m in customer if not m["Auto-Submitted"]]
+            for title, shown in (("The first acknowledgement, as the customer reads it:", acks[:1]),
+                                 ("An agent's reply, relayed to the customer from the support address:", relays[:1])):
+                for message in shown:
+                    click.echo(click.style(f"\n{title}", bold=True))
+                    click.echo(f"From: {message['From']}\nTo: {message['To']}\nSubject: {message['Subject']}\n")
+                    click.echo(message.get_body(("plain",)).get_content().strip())
         click.echo(f"\nTry more: mailbridge --config {config} tickets show CRX-000002 --json" if keep else "")
     finally:
         controller.stop() if controller.loop.is_running() else None

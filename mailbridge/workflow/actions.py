@@ -66,8 +66,15 @@ class Casework:
         mail = render_mail(self.renderer, "agent_relay", customer[1], context, (customer[0],), ticket_id,
                            in_reply_to=first_message_id(self.conn, ticket_id), attachments=files)
         queue_mail(self.conn, self.settings, mail, self.now)
+        self._told_the_id(ticket_id)
         self.event(ticket_id, "reply.relayed", agent, {"attachments": len(files)})
         return True
+
+    def _told_the_id(self, ticket_id: int) -> None:
+        """A mail to the customer under the subject tag tells them the ticket ID (P7) as an
+        acknowledgement would: no separate one follows it."""
+        self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id, T_TICKET.c.acknowledged_at.is_(None))
+                          .values(acknowledged_at=self.now))
 
     def set_status(self, ticket_id: int, status: str, by: str) -> None:
         values: dict = {"status": status}
@@ -117,6 +124,7 @@ class Casework:
             mail = render_mail(self.renderer, "outcome", customer[1], context, (customer[0],), ticket_id,
                                in_reply_to=first_message_id(self.conn, ticket_id))
             queue_mail(self.conn, self.settings, mail, self.now)
+            self._told_the_id(ticket_id)
         self._update(ticket_id, status="resolved", resolved_at=self.now)
         self.event(ticket_id, "ticket.resolved", by, {"told_customer": customer is not None})
 
