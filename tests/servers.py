@@ -1086,6 +1086,14 @@ class SmtpSink:
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 
 
+def _shut(*sockets: socket.socket) -> None:
+    for s in sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class GarblingProxy:
     """Relays IMAP between a client and a real server on 127.0.0.1, and garbles
     the server's answer to any FETCH whose body contains ``poison``.
@@ -1131,11 +1139,7 @@ class GarblingProxy:
         except OSError:
             pass
         finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut(source, sink)
 
     def _answers(self, server: socket.socket, client: socket.socket) -> None:
         """Server -> client, one whole response (literals included) at a time."""
@@ -1149,11 +1153,7 @@ class GarblingProxy:
         except OSError:
             pass
         finally:
-            for s in (server, client):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut(server, client)
 
     @staticmethod
     def _one_response(sock: socket.socket, buffer: bytes) -> tuple[bytes | None, bytes]:
