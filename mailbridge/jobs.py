@@ -27,10 +27,11 @@ from mailbridge.workflow.acknowledge import acknowledge_due, watch_deadlines
 log = get_logger("mailbridge.jobs")
 
 
-def intake_job(intake: Intake) -> None:
+def intake_job(intake: Intake) -> int:
+    """One poll; returns how many mails it took in."""
     s = intake.settings.imap
     with imap_session(s) as imap, imap_session(s) as mover:
-        intake.poll(imap, mover)
+        return intake.poll(imap, mover).fetched
 
 
 class Jobs:
@@ -85,7 +86,14 @@ def run_daemon(settings: Settings, db: Database) -> None:
         scheduler.add_job(guarded, "interval", seconds=seconds, id=name, **common)
 
     clock = lambda: datetime.now(timezone.utc)  # noqa: E731
-    every(settings.imap.poll_interval, lambda: intake_job(intake), "intake")
+    def intake_then_answer() -> None:
+        # "Immediately by default": new tickets are acknowledged, and the notices
+        # sent, right after the poll that took them in, not at the next round.
+        if intake_job(intake):
+            jobs.acknowledge(clock())
+            jobs.send(clock())
+
+    every(settings.imap.poll_interval, intake_then_answer, "intake")
     every(30, lambda: jobs.acknowledge(clock()), "acknowledge")
     every(300, lambda: jobs.sla(clock()), "sla")
     every(15, lambda: jobs.send(clock()), "outbox")

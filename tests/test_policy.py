@@ -170,3 +170,29 @@ def test_references_beat_the_subject_tag():
     assert match_ticket(parsed, _Index({"<ack.1@crossec.com>": 1}, {2}), "CRX").ticket_id == 1
     assert match_ticket(parsed, _Index({}, {2}), "CRX").ticket_id == 2
     assert match_ticket(parsed, _Index({}, {}), "CRX") == NEW
+
+
+from mailbridge.policy.assignment import AgentLoad, choose_agent  # noqa: E402
+
+T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+
+def load(email, areas=("Egyéb",), open_tickets=0, last=None, active=True, fallback=False):
+    return AgentLoad(email, frozenset(areas), active, fallback, open_tickets, last)
+
+
+@pytest.mark.parametrize(
+    "agents, area, chosen",
+    [
+        ([load("a", open_tickets=2), load("b", open_tickets=1)], "Egyéb", "b"),
+        ([load("a", open_tickets=1, last=T0), load("b", open_tickets=1, last=T0 - timedelta(days=1))], "Egyéb", "b"),
+        ([load("a", open_tickets=1, last=T0), load("b", open_tickets=1)], "Egyéb", "b"),  # never assigned: longest ago
+        ([load("a"), load("b")], "Egyéb", "a"),  # a full tie goes to the first in the config
+        ([load("a", open_tickets=0, active=False), load("b", open_tickets=9)], "Egyéb", "b"),
+        ([load("a", areas=("Crossec Norma",)), load("b", areas=("Egyéb",), fallback=True)], "GDPR Segédanyagok", "b"),
+        ([load("a", areas=("Crossec Norma",))], "GDPR Segédanyagok", None),
+        ([load("a", areas=("Crossec Norma",)), load("f", areas=(), fallback=True, active=False)], "Egyéb", None),
+    ],
+)
+def test_assignment(agents, area, chosen):
+    assert choose_agent(area, agents) == chosen

@@ -397,3 +397,32 @@ def test_ops_override_a_template_by_dropping_a_file(mailbox, smtp_sink, mailbrid
     [ack] = by_recipient(smtp_sink)["customer1@example.hu"]
     assert ack["Subject"] == "[CRX-000001] Megkaptuk"
     assert "Saját szöveg: CRX-000001" in ack.get_body(("plain",)).get_content()
+
+
+def test_a_message_refused_for_good_is_failed_and_the_assignee_told(mailbox, smtp_sink, desk):
+    mailbox.deliver(simple_mail(1))
+    desk("poll", "--once")
+    smtp_sink.refuse_next(1, code=550, text="No such user here")
+    result = desk("tick")
+    assert "1 failed" in result.stdout
+    events = [e["type"] for e in desk.ticket("CRX-000001")["events"]]
+    assert "outbox.failed" in events
+    notes = json.loads(desk("notifications", "--json").stdout)
+    assert "outbox_failed" in [n["kind"] for n in notes]
+
+
+def test_the_daemon_runs_the_schedule_and_stops_cleanly_on_sigterm(mailbox, smtp_sink, desk):
+    import signal
+    import time
+
+    daemon = desk.start("run")
+    try:
+        mailbox.deliver(simple_mail(1))
+        smtp_sink.wait_for(2, timeout=60)  # the agent's notice and the acknowledgement
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert {"daemon.started", "intake.polled", "ack.queued", "outbox.sent", "daemon.stopped"} <= set(events)
+    assert desk.tickets()[0]["status"] == "acknowledged"
