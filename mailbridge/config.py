@@ -207,6 +207,41 @@ class OutboxSettings(Section):
     website: str = "https://crossec.com"
 
 
+class MailRuleSettings(Section):
+    """One mail rule (see policy/rules.py): all given conditions must hold."""
+
+    name: str
+    sender: list[str] = Field(default_factory=list)
+    header: dict[str, str] = Field(default_factory=dict)  # header name -> regex
+    subject: str = ""
+    body: str = ""
+    category: str | None = None
+    area: str | None = None
+    no_ack: bool = False
+    ignore: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> "MailRuleSettings":
+        from mailbridge.policy.rules import check_rule
+
+        if problem := check_rule(self.as_rule()):
+            raise ValueError(problem)
+        return self
+
+    def as_rule(self):  # type: ignore[no-untyped-def]
+        from mailbridge.policy.rules import MailRule
+
+        return MailRule(self.name, tuple(self.sender), tuple(self.header.items()), self.subject, self.body,
+                        self.category, self.area, self.no_ack, self.ignore)
+
+
+class SpamSettings(Section):
+    enabled: bool = True
+    flag_header: str = "X-Spam-Flag"
+    score_header: str = "X-Spam-Score"
+    threshold: float = 5.0
+
+
 class SecuritySettings(Section):
     trusted_authserv_ids: list[str] = Field(default_factory=list)
     require_agent_auth: bool = True
@@ -235,6 +270,8 @@ class Settings(Section):
     forms: FormSettings = Field(default_factory=FormSettings)
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    mail_rules: list[MailRuleSettings] = Field(default_factory=list)
+    spam: SpamSettings = Field(default_factory=SpamSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

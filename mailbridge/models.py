@@ -49,6 +49,8 @@ class Ticket(SQLModel, table=True):
     acknowledged_at: Optional[datetime] = None
     resolved_at: Optional[datetime] = None
     assigned_at: Optional[datetime] = None
+    # Set when merged: later mail to this ticket follows it to the other one.
+    merged_into_id: Optional[int] = Field(default=None, foreign_key="ticket.id")
 
     @property
     def flag_list(self) -> list[str]:
@@ -87,6 +89,8 @@ class Message(SQLModel, table=True):
     direction: str = Field(default="in", sa_column=sa.Column(sa.String(3), nullable=False))
     # customer, agent, outsider, auto_reply, bounce, automatic, unparseable, outgoing
     kind: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    # email, or the channel of a contact logged by hand (phone, post, social, other) (P3, P9)
+    channel: str = Field(default="email", sa_column=sa.Column(sa.String(20), nullable=False, server_default="email"))
     internal: bool = False
     message_id: str = Field(default="", sa_column=sa.Column(sa.String(998), nullable=False, index=True))
     sender: str = Field(default="", sa_column=sa.Column(sa.String(320), nullable=False))

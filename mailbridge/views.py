@@ -16,12 +16,25 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def list_tickets(session: Session, prefix: str, status: str | None = None, limit: int | None = None) -> list[dict]:
+def list_tickets(session: Session, prefix: str, status: str | None = None, limit: int | None = None, *,
+                 assignee: str | None = None, category: str | None = None, area: str | None = None,
+                 channel: str | None = None, overdue_at: datetime | None = None, search: str | None = None) -> list[dict]:
     query = select(Ticket, Reporter).join(Reporter, col(Ticket.reporter_id) == Reporter.id, isouter=True)
     if status == "open":
         query = query.where(col(Ticket.status).in_(("new", "acknowledged", "in_progress", "escalated")))
     elif status:
         query = query.where(Ticket.status == status)
+    for column, value in ((Ticket.assignee, assignee), (Ticket.category, category), (Ticket.area, area),
+                          (Ticket.channel, channel)):
+        if value is not None:
+            query = query.where(column == value)
+    if overdue_at is not None:  # the acknowledgement deadline passed without one
+        query = query.where(col(Ticket.acknowledged_at).is_(None), col(Ticket.ack_deadline) < overdue_at)
+    if search:
+        pattern = f"%{search}%"
+        in_messages = select(Message.ticket_id).where(
+            col(Message.subject).ilike(pattern) | col(Message.text).ilike(pattern))
+        query = query.where(col(Ticket.subject).ilike(pattern) | col(Ticket.id).in_(in_messages))
     query = query.order_by(col(Ticket.id))
     if limit:
         query = query.limit(limit)
@@ -105,6 +118,7 @@ def show_ticket(session: Session, ticket_id: int, prefix: str, policy=None) -> d
         {
             "direction": m.direction,
             "kind": m.kind,
+            "channel": m.channel,
             "sender": m.sender,
             "sender_name": m.sender_name,
             "to": m.to_addrs,

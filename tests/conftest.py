@@ -90,6 +90,15 @@ CORPUS = Path(__file__).parent / "corpus"
 SAMPLES = Path(__file__).parent.parent / "mailbridge" / "demo" / "samples"
 
 
+def _toml(value) -> str:
+    """A TOML value: JSON's strings, numbers and booleans are TOML's; tables are inline tables."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k, ensure_ascii=False)} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def write_config(path: Path, imap_settings: dict, smtp=None, **sections) -> Path:
     """A TOML config for the given servers; `sections` override/extend tables."""
     tables = {
@@ -111,10 +120,10 @@ def write_config(path: Path, imap_settings: dict, smtp=None, **sections) -> Path
         if isinstance(values, list):
             for item in values:
                 lines.append(f"[[{name}]]")
-                lines.extend(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in item.items())
+                lines.extend(f"{k} = {_toml(v)}" for k, v in item.items())
         else:
             lines.append(f"[{name}]")
-            lines.extend(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in values.items())
+            lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tomllib.loads(path.read_text(encoding="utf-8"))  # the test's own config must be valid TOML
     return path

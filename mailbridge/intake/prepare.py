@@ -6,7 +6,7 @@ the main process is left with the database work.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailbridge.config import Settings
 from mailbridge.errors import UnparseableMail
@@ -14,6 +14,7 @@ from mailbridge.intake.parse import parse_mail
 from mailbridge.mail import ParsedMail
 from mailbridge.policy import loops
 from mailbridge.policy.classify import DEFAULT_RULES, Classification, Rule, classify, guess_language
+from mailbridge.policy.rules import SPAM, MailRule, RuleVerdict, SpamPolicy, apply_rules
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,17 @@ class PrepareOptions:
     own_addresses: frozenset[str]
     rules: tuple[Rule, ...]
     default_language: str
+    mail_rules: tuple[MailRule, ...] = ()
+    spam: SpamPolicy | None = None  # None: no spam check
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PrepareOptions":
         configured = settings.classification.rules
         rules = tuple(Rule(tuple(r.keywords), r.category, r.area) for r in configured) if configured else DEFAULT_RULES
+        spam = settings.spam
+        policy = SpamPolicy(spam.flag_header, spam.score_header, spam.threshold) if spam.enabled else None
         return cls(settings.storage.max_attachment_bytes, settings.own_addresses, rules,
-                   settings.tickets.default_language)
+                   settings.tickets.default_language, tuple(r.as_rule() for r in settings.mail_rules), policy)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Prepared:
     classification: Classification
     language: str
     compressed_raw: bytes
+    rules: RuleVerdict | None = None  # what ops' mail rules and the spam check say
 
 
 def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
@@ -50,12 +56,21 @@ def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
         return str(exc)
     except Exception as exc:  # a parser bug is this mail's problem, not the poll's
         return f"parser error: {type(exc).__name__}: {exc}"
+    found = classify(mail.subject, mail.new_text or mail.text, options.rules)
+    verdict = None
+    if options.mail_rules or options.spam is not None:
+        verdict = apply_rules(mail, options.mail_rules, options.spam or SpamPolicy())
+        if options.spam is None:  # the spam check is switched off
+            verdict = replace(verdict, spam=False, matched=tuple(m for m in verdict.matched if m != SPAM))
+        # Ops' explicit rules beat the keyword guess.
+        found = Classification(verdict.category or found.category, verdict.area or found.area)
     return Prepared(
         mail=mail,
         verdict=loops.screen(mail, options.own_addresses),
-        classification=classify(mail.subject, mail.new_text or mail.text, options.rules),
+        classification=found,
         language=guess_language(mail.subject + "\n" + mail.text[:1000], options.default_language),
         compressed_raw=zlib.compress(raw, 6),
+        rules=verdict,
     )
 
 

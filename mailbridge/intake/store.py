@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
+from mailbridge.intake.form import read_form
 from mailbridge.intake.prepare import Prepared
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.deadline import ack_deadline
@@ -119,11 +120,13 @@ class MailStore:
         self._attachment_rows: list[dict] = []
         self._intake_rows: list[dict] = []
         self.pending_assignments: list[tuple[int, str, str]] = []
+        self.incomplete_forms: list[tuple] = []
         self.participants: dict[int, set[str]] = defaultdict(set)  # added by this batch
         self.logged: dict[tuple[str, int, int], _Logged] = {}
         self.copies: dict[tuple[str, str], tuple[int, int | None, str]] = {}
         self.threads: dict[str, int] = {}
         self.tickets: set[int] = set()
+        self.merged: dict[int, int] = {}
         self.reporters: dict[str, tuple[int, str]] = {}
         self.raw_ids: dict[str, int] = {}
         self._looked_up: set[str] = set()
@@ -163,7 +166,10 @@ class MailStore:
                 self.threads[row.message_id] = row.ticket_id
         numbers = sorted({n for m in mails if (n := find_tag(m.subject, self.prefix)) is not None})
         for part in _chunks(numbers):
-            self.tickets.update(c.execute(sa.select(T_TICKET.c.id).where(T_TICKET.c.id.in_(part))).scalars())
+            for row in c.execute(sa.select(T_TICKET.c.id, T_TICKET.c.merged_into_id).where(T_TICKET.c.id.in_(part))):
+                self.tickets.add(row.id)
+                if row.merged_into_id:
+                    self.merged[row.id] = row.merged_into_id
         emails = sorted({m.sender.email for m in mails if m.sender})
         self._looked_up = set(emails)  # an address looked up and not found is new: no second query
         for part in _chunks(emails):
@@ -180,7 +186,21 @@ class MailStore:
         return self.threads.get(message_id)
 
     def by_number(self, number: int) -> int | None:
-        return number if number in self.tickets else None
+        if number not in self.tickets:
+            return None
+        for _ in range(10):  # a merged ticket's mail follows it (a chain, at most this long)
+            if number not in self.merged:
+                break
+            number = self._merged_target(number)
+        return number
+
+    def _merged_target(self, number: int) -> int:
+        target = self.merged[number]
+        if target not in self.merged:
+            row = self.conn.execute(sa.select(T_TICKET.c.merged_into_id).where(T_TICKET.c.id == target)).scalar()
+            if row:
+                self.merged[target] = row
+        return target
 
     # --- one mail --------------------------------------------------------------
 
@@ -200,6 +220,17 @@ class MailStore:
             return Outcome(raw.uid, "duplicate", ticket_id, target)
 
         verdict = prepared.verdict
+        rules = prepared.rules
+        if verdict.is_person and rules is not None and (rules.spam or rules.ignore):
+            # Recorded (P6), but no ticket and no acknowledgement: spam, or a sender ops block.
+            kind = "spam" if rules.spam else "ignored"
+            verdict = loops.Verdict(loops.AUTOMATIC, f"{kind}: {', '.join(rules.matched)}")
+            raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
+            message_pk = self._message(parsed, None, kind, raw_id, verdict.reason)
+            self.attachments(parsed, message_pk, None)
+            self.event(None, f"mail.{kind}", "system", {"rules": list(rules.matched), "message": message_pk})
+            self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
+            return Outcome(raw.uid, kind, None, PROCESSED, verdict.reason)
         match = match_ticket(parsed, self, self.prefix)
         raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
 
@@ -295,39 +326,64 @@ class MailStore:
 
     def _open_ticket(self, prepared: Prepared, linked: int | None = None) -> int:
         parsed, found = prepared.mail, prepared.classification
-        reporter = parsed.sender
-        channel = "email"
+        reporter, subject, category, area = parsed.sender, parsed.subject, found.category, found.area
+        text, channel, flags = parsed.new_text or parsed.text, "email", ()
+        if prepared.rules is not None and prepared.rules.no_ack:
+            flags = ("ack_held",)  # a mail rule says: record and assign, acknowledge nothing
         if parsed.sender.email in self.form_senders:
-            # The web form's server sends; the customer is who it says to reply to (P1).
-            channel = "form"
-            reporter = parsed.reply_to or Address("")
-        reporter_id = self.reporter_id(reporter) if reporter else None
-        now = self.ctx.now
-        ticket_id = self._insert(
-            T_TICKET,
-            subject=(parsed.subject or "(no subject)")[:500], status="new", category=found.category, area=found.area,
-            channel=channel, reporter_id=reporter_id,
-            language=prepared.language,
-            flags="" if reporter_id else "no_sender", linked_ticket_id=linked, created_at=now, updated_at=now,
-            ack_deadline=self.deadline(now),
-        )
-        self.tickets.add(ticket_id)
+            # P1: the web server sends; the form's own fields say who wrote and about what.
+            form = read_form(parsed, self.ctx.settings.forms.labels)
+            channel, reporter = "form", form.reporter
+            subject = form.subject or subject
+            category, area = form.category or category, form.area or area
+            text = form.description or form.subject or text
+            if form.incomplete:
+                flags = (*flags, "incomplete")
+                self.incomplete_forms.append((form.missing, form.unknown_values))
         own = self.ctx.settings.own_addresses
-        people: dict[str, str] = {}
-        if reporter:
-            people[reporter.email] = "reporter"
+        others: dict[str, str] = {}
         for role, addresses in (("to", parsed.to), ("cc", parsed.cc)):
             for address in addresses:
                 if address.email not in own:
-                    people.setdefault(address.email, role)
+                    others.setdefault(address.email, role)
+        ticket_id = self.create_ticket(
+            subject=subject, channel=channel, reporter=reporter, category=category, area=area,
+            language=prepared.language, others=others, linked=linked, by=parsed.sender.email or "system",
+            text=text, flags=flags if reporter else (*flags, "no_sender"),
+        )
+        if "incomplete" in flags:
+            missing, unknown = self.incomplete_forms[-1]
+            self.incomplete_forms[-1] = (ticket_id, missing, unknown)
+            self.event(ticket_id, "form.incomplete", "system", {"missing": list(missing), "unknown": list(unknown)})
+        return ticket_id
+
+    def create_ticket(self, *, subject: str, channel: str, reporter: Address | None, category: str, area: str,
+                      language: str, others: dict[str, str] | None = None, linked: int | None = None,
+                      by: str = "system", text: str = "", flags: tuple[str, ...] = ()) -> int:
+        """A new ticket, whatever the channel: reporter, participants, deadline, journal, and
+        (at the end of the batch) its agent."""
+        reporter_id = None
+        if reporter is not None and (reporter.email or reporter.name):
+            reporter_id = self.reporter_id(reporter)
+        now = self.ctx.now
+        ticket_id = self._insert(
+            T_TICKET,
+            subject=(subject or "(no subject)")[:500], status="new", category=category, area=area, channel=channel,
+            reporter_id=reporter_id, language=language, flags=",".join(flags), linked_ticket_id=linked,
+            created_at=now, updated_at=now, ack_deadline=self.deadline(now),
+        )
+        self.tickets.add(ticket_id)
+        people = {reporter.email: "reporter"} if reporter is not None and reporter.email else {}
+        for email, role in (others or {}).items():
+            people.setdefault(email, role)
         for email, role in people.items():
             self._participant_rows.append({"ticket_id": ticket_id, "email": email, "role": role})
             self.participants[ticket_id].add(email)
-        detail = {"channel": "email", "category": found.category, "area": found.area}
+        detail = {"channel": channel, "category": category, "area": area}
         if linked is not None:
             detail["follows"] = format_ticket_id(linked, self.prefix)
-        self.event(ticket_id, "ticket.created", parsed.sender.email or "system", detail)
-        self.pending_assignments.append((ticket_id, found.area, (parsed.new_text or parsed.text)[:4000]))
+        self.event(ticket_id, "ticket.created", by, detail)
+        self.pending_assignments.append((ticket_id, area, text[:4000]))
         return ticket_id
 
     def deadline(self, recorded_at: datetime) -> datetime:
@@ -347,6 +403,8 @@ class MailStore:
         )
 
     def reporter_id(self, sender: Address) -> int:
+        if not sender.email:  # a caller known only by name (phone, post): a reporter of their own
+            return self._insert(T_REPORTER, email=None, name=sender.name[:200], created_at=self.ctx.now)
         known = self.reporters.get(sender.email)
         if known is None and sender.email not in self._looked_up:
             found = self.conn.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.name)
@@ -540,6 +598,12 @@ class MailStore:
             for ticket_id, area, text in self.pending_assignments:
                 self.assignments.assign(ticket_id, area, self.ctx.now, text)
         self.pending_assignments.clear()
+        if self.casework is not None:
+            for ticket_id, missing, unknown in self.incomplete_forms:
+                # The assignee learns which fields the form left out (issue: incomplete submissions).
+                self.casework.tell_assignee(ticket_id, "form_incomplete",
+                                            "Hiányos űrlap: " + ", ".join([*missing, *unknown]))
+        self.incomplete_forms.clear()
 
 
 _INSERT_STATEMENTS: dict[str, sa.Insert] = {}

@@ -28,17 +28,33 @@ class Classification:
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule(("számla", "számláz", "szamla", "invoice", "billing", "payment", "fizetés", "díjbekérő", "előfizetés díja", "refund", "visszatérítés"),
+    # Neutral words first: at a given place in the text the first rule's keyword wins, so these
+    # swallow words that merely start like a keyword of a later rule, and set nothing.
+    # "hibátlan" (flawless) is no "hiba", "normál" no Crossec "Norma", and the English
+    # disclaimer "received this e-mail in error" no error report.
+    Rule(("hibátlan", "hibásan kapt", "in error", "normál", "normatív")),
+    Rule(("számla", "számláz", "invoice", "billing", "payment", "fizetés", "befizet", "átutal", "díjbekérő",
+          "proforma", "előfizetés díja", "terhelték", "megterhel", "levonták", "refund", "visszatérítés",
+          "charged twice", "overcharg"),
          category="Számlázással kapcsolatos kérdés"),
-    Rule(("hiba", "hibás", "nem működik", "nem megy", "összeomlik", "hibaüzenet", "error", "bug", "crash", "not working", "broken", "fails", "exception"),
+    Rule(("hiba", "hibás", "nem működik", "nem megy", "nem indul", "nem tölt be", "nem töltődik", "nem jelenik meg",
+          "nem sikerül", "nem tudok belép", "nem tudok bejelentkez", "nem lehet belép", "nem lehet bejelentkez", "nem enged be",
+          "nem érkez", "nem kap", "nem nyomtat", "lefagy", "összeoml", "elakad", "elcsúsz", "torz", "lassú",
+          "probléma", "slow", "stuck", "freez", "error", "bug", "crash", "not working", "not work", "doesn't work",
+          "does not work", "stopped working", "broken", "fail", "exception", "problem", "cannot log", "can't log",
+          "unable to"),
          category="Hibabejelentés"),
-    Rule(("érdeklőd", "árajánlat", "ajánlat", "quote", "pricing", "price", "demo", "inquiry", "interested", "mennyibe kerül"),
+    Rule(("érdeklőd", "árajánlat", "ajánlat", "árak", "árlista", "árazás", "mennyibe kerül", "vásárol", "vásárl",
+          "quote", "pricing", "price", "demo", "inquiry", "enquir", "interested", "purchase"),
          category="Érdeklődés"),
-    Rule(("kérdés", "kérdésem", "question", "how do i", "how can i", "hogyan", "segítség", "help"),
+    Rule(("kérdés", "kérdez", "megkérdez", "hogyan", "hol találom", "segít", "question", "how do i", "how can i",
+          "how to", "where can i", "where do i", "is it possible", "help"),
          category="Általános kérdés"),
     Rule(("norma", "crossec norma"), area="Crossec Norma"),
-    Rule(("gdpr", "adatvédelm", "adatkezel", "data protection", "privacy", "segédanyag"), area="GDPR Segédanyagok"),
-    Rule(("tanácsadás", "tanacsadas", "consulting", "consultancy", "üzleti", "business advice", "workshop"),
+    Rule(("gdpr", "adatvéd", "adatkezel", "adatfeldolgoz", "személyes adat", "data protection", "personal data",
+          "privacy", "dpo", "segédanyag"),
+         area="GDPR Segédanyagok"),
+    Rule(("tanácsad", "consult", "business advice", "üzletfejleszt", "business development", "workshop"),
          area="Üzleti tanácsadás"),
 )
 
@@ -49,16 +65,27 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode("ascii")
 
 
+def _alternatives(rule: Rule) -> str:
+    """A rule's folded keywords as alternatives. A keyword that folds to nothing (empty, or
+    only non-Latin letters) would match everywhere, so it is left out; a rule left with
+    no keyword matches nothing."""
+    keywords = [re.escape(k) for k in dict.fromkeys(fold(k).strip() for k in rule.keywords) if k]
+    return "|".join(keywords) or "(?!)"
+
+
 def _compile(rules: tuple[Rule, ...]) -> re.Pattern[str]:
     """One pattern for all rules, a named group each: the text is scanned once.
     `\b` first, so alternatives are only tried where a word starts."""
-    groups = "|".join(
-        f"(?P<r{i}>{'|'.join(re.escape(fold(k)) for k in rule.keywords)})" for i, rule in enumerate(rules)
-    )
+    groups = "|".join(f"(?P<r{i}>{_alternatives(rule)})" for i, rule in enumerate(rules))
     return re.compile(rf"\b(?:{groups})")
 
 
 _compiled_cache: dict[tuple[Rule, ...], re.Pattern[str]] = {}
+
+
+def _matched(pattern: re.Pattern[str], text: str) -> list[int]:
+    """Indexes of the rules with a keyword in the text, in rule order."""
+    return sorted({int(m.lastgroup[1:]) for m in pattern.finditer(text) if m.lastgroup})
 
 
 def classify(subject: str, body: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classification:
@@ -66,10 +93,10 @@ def classify(subject: str, body: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -
     if pattern is None:
         pattern = _compiled_cache[rules] = _compile(rules)
     # The subject speaks first; the body's first lines decide what it leaves open.
-    text = fold(subject) + "\n" + fold(body[:1500])
-    matched = {int(m.lastgroup[1:]) for m in pattern.finditer(text) if m.lastgroup}
-    category = next((rules[i].category for i in sorted(matched) if rules[i].category), None)
-    area = next((rules[i].area for i in sorted(matched) if rules[i].area), None)
+    # Within each, the earlier rule wins.
+    order = _matched(pattern, fold(subject)) + _matched(pattern, fold(body[:1500]))
+    category = next((rules[i].category for i in order if rules[i].category), None)
+    area = next((rules[i].area for i in order if rules[i].area), None)
     return Classification(category or OTHER, area or OTHER)
 
 

@@ -129,9 +129,25 @@ def _unknown(kind: str, value: str, keys: dict[str, str], shown: tuple[str, ...]
     return f"unknown {kind} '{value}' ({did_you_mean}choices: {', '.join(shown)})"
 
 
+def _choice_keys(names: tuple[str, ...], aliases: dict[str, str]) -> dict[str, str]:
+    """{_key(name or alias): canonical name} for the categories or the areas."""
+    return {_key(n): n for n in names} | {_key(a): n for a, n in aliases.items()}
+
+
+def match_category(value: str) -> str | None:
+    """The exact P4 category name for a Hungarian name or English alias (case, accents,
+    quotes and spacing ignored: 'szamlazassal kapcsolatos kerdes', 'Billing question'), else None."""
+    return _choice_keys(CATEGORIES, _CATEGORY_ALIASES).get(_key(value)) if value else None
+
+
+def match_area(value: str) -> str | None:
+    """The exact P5 area name for a Hungarian name or English alias ('GDPR materials'), else None."""
+    return _choice_keys(AREAS, _AREA_ALIASES).get(_key(value)) if value else None
+
+
 def _named_choice(kind: str, value: str, names: tuple[str, ...], aliases: dict[str, str]) -> tuple[str, str]:
     """(canonical name, "") or ("", reason) for a category or an area."""
-    keys = {_key(n): n for n in names} | {_key(a): n for a, n in aliases.items()}
+    keys = _choice_keys(names, aliases)
     if not value:
         return "", f"#{kind} needs a value (choices: {', '.join(names)})"
     if _key(value) in keys:

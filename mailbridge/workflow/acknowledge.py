@@ -66,8 +66,8 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
             sa.select(T_TICKET.c.id, T_TICKET.c.language, T_TICKET.c.flags, T_REPORTER.c.email,
                       T_REPORTER.c.undeliverable)
             .join(T_REPORTER, T_REPORTER.c.id == T_TICKET.c.reporter_id)
-            .where(T_TICKET.c.status == "new", T_TICKET.c.acknowledged_at.is_(None),
-                   T_TICKET.c.channel.in_(("email", "form")), ~T_TICKET.c.flags.contains("ack_held"))
+            .where(T_TICKET.c.status == "new", T_TICKET.c.acknowledged_at.is_(None), T_REPORTER.c.email.is_not(None),
+                   ~T_TICKET.c.flags.contains("ack_held"))
             .order_by(T_TICKET.c.id).limit(BATCH)
         ).all()
         for row in rows:

@@ -138,3 +138,23 @@ class Casework:
             sa.select(T_MESSAGE.c.new_text).where(T_MESSAGE.c.ticket_id == ticket_id, T_MESSAGE.c.direction == "in")
             .order_by(T_MESSAGE.c.id).limit(1)
         ).scalar() or ""
+
+
+def merge_tickets(conn: sa.Connection, source: int, target: int, by: str, now: datetime) -> None:
+    """`ticket merge`: the source's mails, files and people move to the target; the source
+    closes and points there, so later mail to it follows (threading reads merged_into_id)."""
+    from mailbridge.models import Attachment, Participant
+
+    t_attachment, t_participant = Attachment.__table__, Participant.__table__
+    conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.ticket_id == source).values(ticket_id=target))
+    conn.execute(sa.update(t_attachment).where(t_attachment.c.ticket_id == source).values(ticket_id=target))
+    known = set(conn.execute(sa.select(t_participant.c.email).where(t_participant.c.ticket_id == target)).scalars())
+    for row in conn.execute(sa.select(t_participant).where(t_participant.c.ticket_id == source)).all():
+        if row.email not in known:
+            conn.execute(sa.insert(t_participant), {"ticket_id": target, "email": row.email, "role": "participant"})
+    conn.execute(sa.delete(t_participant).where(t_participant.c.ticket_id == source))
+    conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == source).values(status="closed", merged_into_id=target,
+                                                                          updated_at=now))
+    for ticket_id, kind, other in ((source, "ticket.merged_into", target), (target, "ticket.merged_from", source)):
+        conn.execute(sa.insert(T_EVENT), {"ticket_id": ticket_id, "type": kind, "at": now, "by": by,
+                                          "detail": json.dumps({"ticket": other})})
