@@ -570,6 +570,56 @@ def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> No
 
 
 @cli.group()
+def gdpr() -> None:
+    """Personal data: export, erasure, retention (GDPR Art. 5, 15, 17)."""
+
+
+@gdpr.command("export")
+@click.argument("email")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True), help="The ZIP to write.")
+@pass_app
+def gdpr_export(app: App, email: str, out: str) -> None:
+    """Everything held about EMAIL, as one ZIP (Art. 15)."""
+    from mailbridge.gdpr.export import export_person
+
+    report = export_person(app.ready_db(), app.settings, email.strip().lower(), Path(out))
+    click.echo(f"{out}: {report.tickets} ticket(s), {report.messages} message(s), "
+               f"{report.attachments} attachment(s), {report.raw_messages} raw message(s)")
+
+
+@gdpr.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@pass_app
+def gdpr_erase(app: App, email: str, yes: bool) -> None:
+    """Pseudonymise EMAIL everywhere, server copies included (Art. 17)."""
+    from mailbridge.gdpr.erase import erase_person, plan_erasure
+
+    db = app.ready_db()
+    plan = plan_erasure(db, app.settings, email.strip().lower())
+    click.echo(plan.describe())
+    if plan.empty:
+        return
+    if not yes and not click.confirm("Erase this person's data?", default=False):
+        raise click.exceptions.Abort()
+    report = erase_person(db, app.settings, email.strip().lower())
+    click.echo(report.describe())
+
+
+@gdpr.command("retention")
+@click.option("--dry-run", is_flag=True, help="Only list what would go.")
+@click.option("--at", "at", metavar="ISO-TIME", help="As if the clock read this.")
+@pass_app
+def gdpr_retention(app: App, dry_run: bool, at: str | None) -> None:
+    """Apply the [retention] rules now (the daemon does it daily)."""
+    from mailbridge.gdpr.retention import apply_retention
+
+    now = parse_time(at) if at else datetime.now(timezone.utc)
+    report = apply_retention(app.ready_db(), app.settings, now, dry_run=dry_run)
+    click.echo(report.describe())
+
+
+@cli.group()
 def quarantine() -> None:
     """Mail that could not be parsed or stored."""
 

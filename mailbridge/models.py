@@ -203,3 +203,20 @@ class Notification(SQLModel, table=True):
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     created_at: datetime
     read_at: Optional[datetime] = None
+
+
+class Erasure(SQLModel, table=True):
+    """An erasure in progress or done (Art. 17): what is left to clean outside the database.
+
+    Keyed by the stable pseudonym, never by the address, so a second run after a
+    crash finds it without the address being stored anywhere.
+    """
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    pseudonym: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, index=True))
+    status: str = Field(default="pending", sa_column=sa.Column(sa.String(20), nullable=False))
+    # JSON: Message-ID header values of server copies to delete, attachment files to drop
+    server_copies: str = Field(default="[]", sa_column=sa.Column(sa.Text, nullable=False))
+    files: str = Field(default="[]", sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime
+    finished_at: Optional[datetime] = None

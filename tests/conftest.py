@@ -143,7 +143,8 @@ class Mailbridge:
         """Runs the CLI in this process (fast) through its real entry point, exit code and
         streams included; `subprocess_=True` (and `start`) run it as its own process."""
         if subprocess_:
-            result = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout)
+            result = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
         else:
             result = self._in_process(*args)
         if check and result.returncode != 0:

@@ -162,6 +162,27 @@ class ImapConnection:
         except _FAILURES as exc:
             raise _fail(f"cannot move {len(uids)} message(s) to {folder!r}", exc) from None
 
+    def delete_by_message_id(self, folder: str, message_ids: list[str]) -> int:
+        """Expunges the copies in `folder` whose Message-ID is one of these; returns how many."""
+        try:
+            if not self._c.folder_exists(folder):
+                return 0
+            self._c.select_folder(folder)
+            uids: set[int] = set()
+            for message_id in message_ids:
+                uids.update(self._c.search(["HEADER", "Message-ID", message_id]))
+            if not uids:
+                return 0
+            found = sorted(uids)
+            self._c.add_flags(found, [imapclient.DELETED], silent=True)
+            if "UIDPLUS" in self.capabilities():
+                self._c.uid_expunge(found)
+            else:
+                self._c.expunge()
+            return len(found)
+        except _FAILURES as exc:
+            raise _fail(f"cannot delete copies in {folder!r}", exc) from None
+
     def append(self, folder: str, raw: bytes) -> None:
         try:
             self._c.append(folder, raw)

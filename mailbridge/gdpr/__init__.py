@@ -1,0 +1,1 @@
+"""Personal data (GDPR Art. 5, 15, 17): export, erasure, retention."""
