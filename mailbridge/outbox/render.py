@@ -8,6 +8,7 @@ dropping a file with the same relative path there.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,13 @@ import jinja2
 
 from mailbridge.errors import ConfigError
 
-SHIPPED = Path(__file__).resolve().parent.parent.parent / "templates"
+# From a checkout (or an editable install) the repository's folder; from a wheel,
+# where setuptools' data-files put them.
+SHIPPED = next(
+    (p for p in (Path(__file__).resolve().parent.parent.parent / "templates",
+                 Path(sys.prefix) / "share" / "mailbridge" / "templates") if (p / "hu").is_dir()),
+    Path(__file__).resolve().parent.parent.parent / "templates",
+)
 LANGUAGES = ("hu", "en")
 
 _HU_MONTHS = ("január", "február", "március", "április", "május", "június", "július", "augusztus",
