@@ -18,6 +18,7 @@ from mailbridge.adapters.db import Database
 from mailbridge.adapters.imap import imap_session
 from mailbridge.config import Settings
 from mailbridge.errors import MailbridgeError
+from mailbridge.gdpr.retention import retention_job
 from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer
@@ -53,10 +54,14 @@ class Jobs:
         report = deliver_due(self.db, self.settings, now)
         return {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
 
+    def retention(self, now: datetime) -> dict:
+        report = retention_job(self.db, self.settings, now)
+        return {"purged": len(report.purged), "raw_dropped": report.raw_dropped}
+
     def tick(self, now: datetime) -> dict:
         """Every scheduled job once, in order; the sender last."""
         result: dict = {}
-        for job in (self.acknowledge, self.sla, self.send):
+        for job in (self.acknowledge, self.sla, self.retention, self.send):
             result.update(_guarded(job, now))
         return result
 
@@ -97,6 +102,7 @@ def run_daemon(settings: Settings, db: Database) -> None:
     every(30, lambda: jobs.acknowledge(clock()), "acknowledge")
     every(300, lambda: jobs.sla(clock()), "sla")
     every(15, lambda: jobs.send(clock()), "outbox")
+    every(86400, lambda: jobs.retention(clock()), "retention")
 
     def stop(signum, _frame):  # type: ignore[no-untyped-def]
         log.info("daemon.stopping", signal=signal.Signals(signum).name)

@@ -145,7 +145,7 @@ def erase_person(db: Database, settings: Settings, email: str) -> ErasureReport:
     report = ErasureReport(plan.pseudonym)
     if plan.tickets or plan.messages or plan.names:
         report.messages = _erase_in_database(db, settings, plan)
-    _finish_pending(db, settings, plan.pseudonym, report)
+    finish_pending(db, settings, plan.pseudonym, report)
     return report
 
 
@@ -221,7 +221,7 @@ def _erase_in_database(db: Database, settings: Settings, plan: ErasurePlan) -> i
     return len(theirs)
 
 
-def _finish_pending(db: Database, settings: Settings, pseudonym: str, report: ErasureReport) -> None:
+def finish_pending(db: Database, settings: Settings, pseudonym: str, report: ErasureReport) -> None:
     with db.session() as session:
         pending = session.connection().execute(sa.select(T_ERASURE).where(
             T_ERASURE.c.pseudonym == pseudonym, T_ERASURE.c.status == "pending")).all()
