@@ -12,13 +12,16 @@ import signal
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailbridge.adapters.db import Database
-from mailbridge.adapters.imap import imap_session
 from mailbridge.config import Settings
 from mailbridge.errors import MailbridgeError
 from mailbridge.gdpr.retention import retention_job
+from mailbridge import service
+from mailbridge.intake.loop import IntakeLoop
 from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer
@@ -26,13 +29,6 @@ from mailbridge.outbox.send import deliver_due
 from mailbridge.workflow.acknowledge import acknowledge_due, watch_deadlines
 
 log = get_logger("mailbridge.jobs")
-
-
-def intake_job(intake: Intake) -> int:
-    """One poll; returns how many mails it took in."""
-    s = intake.settings.imap
-    with imap_session(s) as imap, imap_session(s) as mover:
-        return intake.poll(imap, mover).fetched
 
 
 class Jobs:
@@ -66,51 +62,53 @@ class Jobs:
         return result
 
 
-def _guarded(job: Callable[[datetime], dict], now: datetime) -> dict:
+def _guarded(job: Callable[[datetime], dict], now: datetime | None = None) -> dict:
     try:
-        return job(now)
+        return job(now or datetime.now(timezone.utc))
     except MailbridgeError as exc:
         log.error("job.failed", job=job.__name__, error=str(exc))
         return {}
 
 
 def run_daemon(settings: Settings, db: Database) -> None:
+    """The intake loop in its own thread (IDLE or polling), the other jobs on a
+    background schedule, systemd told when ready and pinged while intake lives."""
     intake = Intake(settings, db)
     jobs = Jobs(settings, db)
-    scheduler = BlockingScheduler(timezone=settings.policy.timezone)
-    now = datetime.now(timezone.utc)
-    common = {"max_instances": 1, "coalesce": True, "next_run_time": now}
-
-    def every(seconds: float, job: Callable[[], object], name: str) -> None:
-        def guarded() -> None:
-            try:
-                job()
-            except MailbridgeError as exc:
-                log.error("job.failed", job=name, error=str(exc))
-
-        scheduler.add_job(guarded, "interval", seconds=seconds, id=name, **common)
-
     clock = lambda: datetime.now(timezone.utc)  # noqa: E731
-    def intake_then_answer() -> None:
+    heartbeat = service.Heartbeat(settings.imap.poll_interval + settings.imap.timeout)
+
+    def answer(_fetched: int) -> None:
         # "Immediately by default": new tickets are acknowledged, and the notices
         # sent, right after the poll that took them in, not at the next round.
-        if intake_job(intake):
-            jobs.acknowledge(clock())
-            jobs.send(clock())
+        for job in (jobs.acknowledge, jobs.send):
+            _guarded(job, clock())
 
-    every(settings.imap.poll_interval, intake_then_answer, "intake")
-    every(30, lambda: jobs.acknowledge(clock()), "acknowledge")
-    every(300, lambda: jobs.sla(clock()), "sla")
-    every(15, lambda: jobs.send(clock()), "outbox")
-    every(86400, lambda: jobs.retention(clock()), "retention")
+    loop = IntakeLoop(intake, answer, heartbeat.beat)
+    scheduler = BackgroundScheduler(timezone=settings.policy.timezone)
+    common = {"max_instances": 1, "coalesce": True, "next_run_time": clock()}
+    for seconds, job, name in ((30, jobs.acknowledge, "acknowledge"), (300, jobs.sla, "sla"),
+                               (15, jobs.send, "outbox"), (86400, jobs.retention, "retention")):
+        scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
+    interval = service.watchdog_interval()
+    if interval:
+        scheduler.add_job(heartbeat.ping, "interval", seconds=interval, id="watchdog", **common)
+    done = threading.Event()
 
     def stop(signum, _frame):  # type: ignore[no-untyped-def]
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
-        intake.stopping = True
-        scheduler.shutdown(wait=False)
+        service.stopping()
+        loop.stop()
+        done.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("daemon.started", poll_interval=settings.imap.poll_interval)
+    thread = threading.Thread(target=loop.run, name="intake", daemon=True)
     scheduler.start()
+    thread.start()
+    log.info("daemon.started", poll_interval=settings.imap.poll_interval)
+    service.ready()
+    done.wait()
+    thread.join(timeout=8)  # the batch in hand finishes; an IDLE slice ends within 5 s
+    scheduler.shutdown(wait=False)
     log.info("daemon.stopped")

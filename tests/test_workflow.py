@@ -411,18 +411,44 @@ def test_a_message_refused_for_good_is_failed_and_the_assignee_told(mailbox, smt
     assert "outbox_failed" in [n["kind"] for n in notes]
 
 
-def test_the_daemon_runs_the_schedule_and_stops_cleanly_on_sigterm(mailbox, smtp_sink, desk):
+def test_the_daemon_runs_the_schedule_and_stops_cleanly_on_sigterm(mailbox, smtp_sink, mailbridge_for):
+    # A poll interval far longer than the test: only IDLE can bring the mail in this fast.
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, imap={"poll_interval": 300})
     import signal
     import time
 
     daemon = desk.start("run")
     try:
+        time.sleep(3)  # up, polled once, and idling
         mailbox.deliver(simple_mail(1))
-        smtp_sink.wait_for(2, timeout=60)  # the agent's notice and the acknowledgement
+        smtp_sink.wait_for(2, timeout=20)  # the agent's notice and the acknowledgement
     finally:
         daemon.send_signal(signal.SIGTERM)
-        out, err = daemon.communicate(timeout=30)
+        out, err = daemon.communicate(timeout=10)  # SIGTERM ends it within 10 s
     assert daemon.returncode == 0, err
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert {"daemon.started", "intake.polled", "ack.queued", "outbox.sent", "daemon.stopped"} <= set(events)
     assert desk.tickets()[0]["status"] == "acknowledged"
+
+
+def test_the_daemon_survives_an_imap_outage_and_says_so_once(mailbox, smtp_sink, mailbridge_for, dovecot_server):
+    import signal
+    import time
+
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, imap={"poll_interval": 1, "timeout": 3})
+    daemon = desk.start("run")
+    try:
+        time.sleep(3)
+        dovecot_server.kill()
+        time.sleep(8)  # several retries with back-off
+        dovecot_server.start()
+        mailbox.deliver(simple_mail(1))
+        smtp_sink.wait_for(2, timeout=40)
+    finally:
+        dovecot_server.start()
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=10)
+    assert daemon.returncode == 0, err
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert events.count("intake.unavailable") == 1  # one line per incident, not per retry
+    assert "intake.recovered" in events

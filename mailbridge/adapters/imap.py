@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,6 +162,24 @@ class ImapConnection:
                 self._c.expunge()
         except _FAILURES as exc:
             raise _fail(f"cannot move {len(uids)} message(s) to {folder!r}", exc) from None
+
+    def wait_for_news(self, seconds: float) -> bool:
+        """IDLE (RFC 2177) until the server says something changed, or `seconds` pass.
+
+        Returns True when new mail may be there. Without IDLE it only sleeps.
+        """
+        if "IDLE" not in self.capabilities():
+            time.sleep(seconds)
+            return True
+        try:
+            self._c.idle()
+            try:
+                responses = self._c.idle_check(timeout=seconds)
+            finally:
+                self._c.idle_done()
+        except _FAILURES as exc:
+            raise _fail("IDLE failed", exc) from None
+        return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
 
     def delete_by_message_id(self, folder: str, message_ids: list[str]) -> int:
         """Expunges the copies in `folder` whose Message-ID is one of these; returns how many."""

@@ -1,0 +1,100 @@
+"""The daemon's intake loop: poll, then IDLE until the server says there is news.
+
+A new mail is a ticket, acknowledged and answered, within about a second of
+its arrival on a server that offers IDLE; elsewhere the loop polls every
+`poll_interval`. IDLE is re-issued well before the 29 minutes after which
+RFC 2177 lets a server drop it. An outage is retried with capped, jittered
+exponential back-off and logged once when it starts and once when it ends,
+not on every retry; the other jobs of the daemon run on meanwhile.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+
+from mailbridge.adapters.imap import ImapConnection
+from mailbridge.errors import MailbridgeError
+from mailbridge.intake.run import Intake
+from mailbridge.logs import get_logger
+
+log = get_logger("mailbridge.intake")
+
+IDLE_RENEW_SECONDS = 25 * 60
+IDLE_SLICE_SECONDS = 5.0  # SIGTERM must end the daemon within 10 s
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def backoff_delay(failures: int, rnd: random.Random = random.Random()) -> float:
+    """2, 4, 8 … seconds, at most 5 minutes, each with up to a fifth of jitter."""
+    base = min(2.0 ** failures, MAX_BACKOFF_SECONDS)
+    return base * (1 + rnd.random() / 5)
+
+
+class IntakeLoop:
+    def __init__(self, intake: Intake, after_poll: Callable[[int], None], on_beat: Callable[[], None] = lambda: None):
+        self.intake = intake
+        self.after_poll = after_poll  # gets the number of mails taken in
+        self.on_beat = on_beat  # a poll (or an IDLE round) completed: the loop is alive
+        self.stop_event = threading.Event()
+        self.failures = 0
+        self.last_error = ""
+
+    def stop(self) -> None:
+        self.intake.stopping = True
+        self.stop_event.set()
+
+    def run(self) -> None:
+        settings = self.intake.settings.imap
+        while not self.stop_event.is_set():
+            try:
+                imap = ImapConnection(settings).open()
+                mover = ImapConnection(settings).open()
+                try:
+                    self._serve(imap, mover)
+                finally:
+                    imap.close()
+                    mover.close()
+            except MailbridgeError as exc:
+                self._failed(exc)
+                self.stop_event.wait(backoff_delay(self.failures))
+                self.on_beat()  # retrying an outage is alive, not stuck
+
+    def _serve(self, imap: ImapConnection, mover: ImapConnection) -> None:
+        settings = self.intake.settings.imap
+        while not self.stop_event.is_set():
+            fetched = self.intake.poll(imap, mover).fetched
+            self._recovered()
+            self.on_beat()
+            if fetched:
+                self.after_poll(fetched)
+            if self.stop_event.is_set():
+                return
+            self._wait(imap, min(settings.poll_interval, IDLE_RENEW_SECONDS))
+
+    def _wait(self, imap: ImapConnection, seconds: float) -> None:
+        """Until news, `seconds`, or a stop: IDLE in short slices so SIGTERM is heard quickly."""
+        if "IDLE" not in imap.capabilities():
+            self.stop_event.wait(seconds)
+            return
+        waited = 0.0
+        while waited < seconds and not self.stop_event.is_set():
+            slice_ = min(IDLE_SLICE_SECONDS, seconds - waited)
+            if imap.wait_for_news(slice_):
+                return
+            waited += slice_
+            self.on_beat()
+
+    def _failed(self, exc: MailbridgeError) -> None:
+        self.failures += 1
+        if self.failures == 1:  # one line per incident, however it changes while it lasts
+            log.error("intake.unavailable", error=str(exc), retrying=True)
+        else:
+            log.debug("intake.retry", error=str(exc), failures=self.failures)
+        self.last_error = str(exc)
+
+    def _recovered(self) -> None:
+        if self.failures:
+            log.info("intake.recovered", after_failures=self.failures)
+        self.failures, self.last_error = 0, ""
