@@ -85,14 +85,20 @@ def run_daemon(settings: Settings, db: Database) -> None:
             _guarded(job, clock())
 
     loop = IntakeLoop(intake, answer, heartbeat.beat)
+    intake.on_batch = heartbeat.beat  # a long first poll over a backlog is alive too
     scheduler = BackgroundScheduler(timezone=settings.policy.timezone)
     common = {"max_instances": 1, "coalesce": True, "next_run_time": clock()}
     for seconds, job, name in ((30, jobs.acknowledge, "acknowledge"), (300, jobs.sla, "sla"),
                                (15, jobs.send, "outbox"), (86400, jobs.retention, "retention")):
         scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
-    interval = service.watchdog_interval()
-    if interval:
-        scheduler.add_job(heartbeat.ping, "interval", seconds=interval, id="watchdog", **common)
+    timeout = service.watchdog_interval()
+    if timeout:
+        def ping_watchdog() -> None:
+            # Withheld only when the intake loop itself is stuck: systemd then restarts us.
+            if not heartbeat.ping():
+                log.error("watchdog.withheld", silent_seconds=round(heartbeat.age()), limit=heartbeat.stale_after)
+
+        scheduler.add_job(ping_watchdog, "interval", seconds=timeout / 2, id="watchdog", **common)
     done = threading.Event()
 
     def stop(signum, _frame):  # type: ignore[no-untyped-def]

@@ -20,14 +20,15 @@ while the intake loop keeps completing polls, so an IMAP read that hangs
 the pings and systemd restarts the service. Used from `mailbridge.jobs`:
 
     heartbeat = service.Heartbeat(settings.imap.poll_interval + settings.imap.timeout)
-    # intake job, after each poll, in a `finally:` (a poll that failed fast
-    # against a dead server still proves the loop runs; only a hang should
-    # restart us):
+    # the intake job: beat in a `finally:` after each round (a poll that
+    # failed fast against a dead server still proves the loop runs; only a
+    # hang should restart us)
     heartbeat.beat()
-    # a scheduler job every watchdog_interval() / 2 seconds, when it is set:
-    heartbeat.ping()
-    # before scheduler.start(): service.ready(); in the SIGTERM handler:
-    # service.stopping()
+    # its own scheduler job, every watchdog_interval() / 2 seconds when that
+    # is not None (misfire_grace_time=None: a late ping still counts)
+    heartbeat.ping()       # False: withheld, worth a `watchdog.withheld` log line
+    service.ready()        # just before scheduler.start()
+    service.stopping()     # first thing in the SIGTERM handler
 """
 
 from __future__ import annotations

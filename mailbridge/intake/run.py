@@ -91,6 +91,7 @@ class Intake:
         self.files = AttachmentStore(settings.storage.path)
         self.renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
         self.stopping = False  # set by SIGTERM: finish the batch in hand, then stop
+        self.on_batch: Callable[[], None] = lambda: None  # the daemon's watchdog heartbeat
 
     def _context(self) -> StoreContext:
         return StoreContext(self.settings, self.files, self.mailbox, self.clock(), self.renderer)
@@ -141,6 +142,7 @@ class Intake:
                 if not pending:
                     break
                 self._store_and_move(mover, state.uidvalidity, *pending.popleft(), report)
+                self.on_batch()
                 if self.stopping:
                     break  # what was fetched but not stored stays on the server for the next poll
         log.info("intake.polled", folder=s.folder, fetched=report.fetched, moved=report.moved, **report.outcomes,
