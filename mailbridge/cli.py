@@ -697,6 +697,15 @@ def check(app: App) -> None:
     except Exception as exc:
         results.append(("imap", False, _one_line(exc)))
     results.append(_check_smtp(settings))
+    from mailbridge import metrics
+
+    age = metrics.poll_age(settings.storage.path, "default")
+    limit = settings.alarm.poll_stale_minutes * 60
+    if age is None:
+        results.append(("intake", True, "no successful poll recorded yet"))
+    else:
+        results.append(("intake", age <= limit, f"last successful poll {age / 60:.1f} min ago"
+                        + ("" if age <= limit else f": silent longer than alarm.poll_stale_minutes ({limit / 60:g})")))
     width = max(len(name) for name, _, _ in results)
     for name, ok, detail in results:
         mark = click.style("ok  ", fg="green") if ok else click.style("FAIL", fg="red", bold=True)

@@ -35,11 +35,17 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _read_secret_file(path: str, key: str) -> str:
-    """Reads a `*_file` secret; relative paths resolve in systemd's credentials folder."""
+def _credential_path(path: str) -> Path:
+    """A `*_file` key's path: relative names resolve in systemd's credentials folder."""
     p = Path(path)
     if not p.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
         p = Path(os.environ["CREDENTIALS_DIRECTORY"]) / p
+    return p
+
+
+def _read_secret_file(path: str, key: str) -> str:
+    """Reads a `*_file` secret; relative paths resolve in systemd's credentials folder."""
+    p = _credential_path(path)
     try:
         return p.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -53,6 +59,25 @@ def _password(in_file: str, password_file: str | None, env_name: str) -> str:
     return os.environ.get(env_name) or in_file
 
 
+def _check_oauth(section: "ImapSettings | SmtpSettings") -> None:
+    """auth = "xoauth2" takes its token from exactly one of token_command and token_file.
+
+    The token itself is read when connecting (mailbridge/adapters/oauth.py), not here:
+    it expires within the hour. A relative token_file is fixed to $CREDENTIALS_DIRECTORY now.
+    """
+    if section.auth != "xoauth2":
+        for key in ("token_command", "token_file"):
+            if getattr(section, key):
+                raise ValueError(f'{key} is used only with auth = "xoauth2"')
+        return
+    if bool(section.token_command) == bool(section.token_file):
+        raise ValueError('auth = "xoauth2" needs exactly one of token_command and token_file')
+    if not section.username:
+        raise ValueError('auth = "xoauth2" needs username (the mailbox the token is for)')
+    if section.token_file:
+        section.token_file = str(_credential_path(section.token_file))
+
+
 class ImapSettings(Section):
     host: str = "localhost"
     port: int = Field(993, ge=1, le=65535)
@@ -60,6 +85,9 @@ class ImapSettings(Section):
     username: str = ""
     password: str = Field("", repr=False)
     password_file: str | None = None
+    auth: Literal["password", "xoauth2"] = "password"
+    token_command: str = ""  # auth = "xoauth2": prints the access token (or JSON with it)
+    token_file: str = ""  # auth = "xoauth2": holds the access token (or JSON with it)
     folder: str = "INBOX"
     processed_folder: str = "mailbridge/processed"
     quarantine_folder: str = "mailbridge/quarantine"
@@ -70,6 +98,7 @@ class ImapSettings(Section):
     @model_validator(mode="after")
     def _secret(self) -> "ImapSettings":
         self.password = _password(self.password, self.password_file, "MAILBRIDGE_IMAP_PASSWORD")
+        _check_oauth(self)
         return self
 
 
@@ -81,6 +110,9 @@ class SmtpSettings(Section):
     username: str = ""
     password: str = Field("", repr=False)
     password_file: str | None = None
+    auth: Literal["password", "xoauth2"] = "password"
+    token_command: str = ""
+    token_file: str = ""
     from_address: str = "support@example.com"
     from_name: str = "Support"
     timeout: float = Field(30, gt=0)
@@ -90,6 +122,7 @@ class SmtpSettings(Section):
         self.password = _password(self.password, self.password_file, "MAILBRIDGE_SMTP_PASSWORD")
         if self.tls and self.starttls:
             raise ValueError("tls and starttls are exclusive: tls is SMTPS (port 465), starttls upgrades port 587")
+        _check_oauth(self)
         return self
 
 
@@ -253,6 +286,17 @@ class RetentionSettings(Section):
     raw_message_days: int = Field(0, ge=0)
 
 
+class MetricsSettings(Section):
+    # "127.0.0.1:9464" serves Prometheus metrics there; "" serves none. Loopback only by design.
+    listen: str = Field("", pattern=r"^$|^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$")
+
+
+class AlarmSettings(Section):
+    # Intake must never fail silently: no successful poll for this long is an alarm.
+    poll_stale_minutes: float = Field(15, gt=0)
+    ops_address: str = ""  # also mailed when an alarm starts ("" : log and `check` only)
+
+
 class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -275,6 +319,8 @@ class Settings(Section):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alarm: AlarmSettings = Field(default_factory=AlarmSettings)
 
     @property
     def own_addresses(self) -> frozenset[str]:

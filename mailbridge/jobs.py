@@ -20,7 +20,11 @@ from mailbridge.adapters.db import Database
 from mailbridge.config import Settings
 from mailbridge.errors import MailbridgeError
 from mailbridge.gdpr.retention import retention_job
-from mailbridge import service
+import sqlalchemy as sa
+
+from mailbridge import metrics, service
+from mailbridge.models import Outbox
+from mailbridge.outbox.queue import OutgoingMail, queue_mail
 from mailbridge.intake.loop import IntakeLoop
 from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
@@ -38,9 +42,11 @@ class Jobs:
         self.settings = settings
         self.db = db
         self.renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
+        self.alarm_raised = False
 
     def acknowledge(self, now: datetime) -> dict:
         report = acknowledge_due(self.db, self.settings, self.renderer, now)
+        metrics.ACKS.inc(report.done)
         return {"acknowledged": report.done, "held": report.skipped}
 
     def sla(self, now: datetime) -> dict:
@@ -48,7 +54,35 @@ class Jobs:
 
     def send(self, now: datetime) -> dict:
         report = deliver_due(self.db, self.settings, now)
+        metrics.SENT.inc(report.sent)
+        metrics.FAILED.inc(report.failed)
         return {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
+
+    def watch_intake(self, now: datetime, started: datetime, mailbox: str = "default") -> dict:
+        """The alarm: no successful poll for `alarm.poll_stale_minutes` (intake must never fail silently)."""
+        age = metrics.poll_age(self.settings.storage.path, mailbox, now)
+        silent = age if age is not None and metrics.last_poll(self.settings.storage.path, mailbox) >= started \
+            else (now - started).total_seconds()
+        stale = silent > self.settings.alarm.poll_stale_minutes * 60
+        with self.db.session() as session:
+            conn = session.connection()
+            depth = conn.execute(sa.select(sa.func.count()).select_from(Outbox.__table__)
+                                 .where(Outbox.__table__.c.status == "queued")).scalar() or 0
+            metrics.OUTBOX_DEPTH.set(depth)
+            if stale and not self.alarm_raised:
+                self.alarm_raised = True
+                metrics.ALARM.labels("intake_stale").set(1)
+                log.error("intake.stale", silent_minutes=round(silent / 60, 1), mailbox=mailbox)
+                if self.settings.alarm.ops_address:
+                    text = (f"mailbridge has not polled mailbox {mailbox!r} successfully for {silent / 60:.0f} minutes.\n"
+                            "See the journal (intake.unavailable) and `mailbridge check`.\n")
+                    queue_mail(conn, self.settings, OutgoingMail("ops_alarm", None, (self.settings.alarm.ops_address,),
+                                                                 "[mailbridge] Alarm: intake is silent", text), now)
+            elif not stale and self.alarm_raised:
+                self.alarm_raised = False
+                metrics.ALARM.labels("intake_stale").set(0)
+                log.info("intake.stale_cleared", mailbox=mailbox)
+        return {"intake_silent_s": round(silent)}
 
     def retention(self, now: datetime) -> dict:
         report = retention_job(self.db, self.settings, now)
@@ -66,6 +100,7 @@ def _guarded(job: Callable[[datetime], dict], now: datetime | None = None) -> di
     try:
         return job(now or datetime.now(timezone.utc))
     except MailbridgeError as exc:
+        metrics.ERRORS.labels(job.__name__).inc()
         log.error("job.failed", job=job.__name__, error=str(exc))
         return {}
 
@@ -91,6 +126,14 @@ def run_daemon(settings: Settings, db: Database) -> None:
     for seconds, job, name in ((30, jobs.acknowledge, "acknowledge"), (300, jobs.sla, "sla"),
                                (15, jobs.send, "outbox"), (86400, jobs.retention, "retention")):
         scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
+    started = clock()
+    def alarm(now: datetime) -> dict:
+        return jobs.watch_intake(now, started)
+
+    alarm_every = max(1.0, min(30.0, settings.alarm.poll_stale_minutes * 60 / 2))
+    scheduler.add_job(_guarded, "interval", args=[alarm], seconds=alarm_every, id="alarm", **common)
+    if settings.metrics.listen:
+        metrics.serve(settings.metrics.listen)
     timeout = service.watchdog_interval()
     if timeout:
         def ping_watchdog() -> None:

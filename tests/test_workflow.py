@@ -452,3 +452,35 @@ def test_the_daemon_survives_an_imap_outage_and_says_so_once(mailbox, smtp_sink,
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert events.count("intake.unavailable") == 1  # one line per incident, not per retry
     assert "intake.recovered" in events
+
+
+def test_intake_silence_raises_the_alarm_in_check_metrics_and_the_ops_mailbox(mailbox, smtp_sink, mailbridge_for,
+                                                                             dovecot_server):
+    import signal
+    import time
+    import urllib.request
+
+    from servers import free_port
+
+    port = free_port()
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, imap={"poll_interval": 1, "timeout": 3},
+                          alarm={"poll_stale_minutes": 0.05, "ops_address": "ops@crossec.com"},
+                          metrics={"listen": f"127.0.0.1:{port}"})
+    desk("poll", "--once")
+    assert "ok   intake" in desk("check", check=False).stdout
+    daemon = desk.start("run")
+    try:
+        time.sleep(3)
+        dovecot_server.kill()
+        [alarm] = smtp_sink.wait_for(1, timeout=60)
+        assert alarm["To"] == "ops@crossec.com" and "Alarm" in alarm["Subject"]
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert 'mailbridge_alarm{kind="intake_stale"} 1.0' in page
+        assert "mailbridge_last_successful_poll_timestamp_seconds" in page
+        assert "FAIL intake" in desk("check", check=False).stdout
+    finally:
+        dovecot_server.start()
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert events.count("intake.stale") == 1

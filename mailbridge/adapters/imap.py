@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import imapclient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
+from mailbridge.adapters.oauth import token_source
 from mailbridge.config import ImapSettings
-from mailbridge.errors import ImapError
+from mailbridge.errors import ImapError, MailServerError
 
 _FAILURES = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
 
@@ -45,17 +46,47 @@ class ImapConnection:
 
     def open(self) -> "ImapConnection":
         s = self.settings
-        try:
-            context = ssl.create_default_context() if s.tls else None
-            self.client = imapclient.IMAPClient(s.host, port=s.port, ssl=s.tls, ssl_context=context, timeout=s.timeout)
-        except _FAILURES as exc:
-            raise _fail(f"cannot connect to {s.host}:{s.port}", exc) from None
+        self._connect()
+        if s.auth == "xoauth2":
+            self._login_xoauth2()
+            return self
         try:
             self.client.login(s.username, s.password)
         except _FAILURES as exc:
             self.close()
             raise _fail(f"login as {s.username!r} refused by {s.host}:{s.port}", exc) from None
         return self
+
+    def _connect(self) -> None:
+        s = self.settings
+        try:
+            context = ssl.create_default_context() if s.tls else None
+            self.client = imapclient.IMAPClient(s.host, port=s.port, ssl=s.tls, ssl_context=context, timeout=s.timeout)
+        except _FAILURES as exc:
+            raise _fail(f"cannot connect to {s.host}:{s.port}", exc) from None
+
+    def _login_xoauth2(self) -> None:
+        """AUTHENTICATE XOAUTH2; a refused token is read anew and tried once more on a fresh connection."""
+        s = self.settings
+        tokens = token_source(s, "imap")
+        for attempt in (1, 2):
+            try:
+                token = tokens.token()
+            except MailServerError as exc:
+                self.close()
+                raise ImapError(str(exc)) from None
+            try:
+                self._c.oauth2_login(s.username, token)
+                return
+            except LoginError as exc:
+                self.close()
+                if attempt == 2:
+                    raise _fail(f"XOAUTH2 login as {s.username!r} refused by {s.host}:{s.port}", exc) from None
+                tokens.invalidate()
+                self._connect()
+            except _FAILURES as exc:
+                self.close()
+                raise _fail(f"XOAUTH2 login as {s.username!r} failed at {s.host}:{s.port}", exc) from None
 
     def close(self) -> None:
         if self.client is None:

@@ -36,6 +36,7 @@ from mailbridge.intake.store import (
     record_fetch_failure,
     store_batch,
 )
+from mailbridge import metrics
 from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer
 from mailbridge.mail import RawMail
@@ -112,6 +113,7 @@ class Intake:
         uids = sorted(set(retry_uids) | set(new_uids))
         if not uids:
             log.debug("intake.idle", folder=s.folder)
+            metrics.record_poll(self.settings.storage.path, self.mailbox, self.clock())
             return report
         log.info("mail.fetching", folder=s.folder, count=len(uids), after_uid=last_uid)
 
@@ -147,6 +149,9 @@ class Intake:
                     break  # what was fetched but not stored stays on the server for the next poll
         log.info("intake.polled", folder=s.folder, fetched=report.fetched, moved=report.moved, **report.outcomes,
                  **report.timings())
+        for outcome, count in report.outcomes.items():
+            metrics.MAILS.labels(self.mailbox, outcome).inc(count)
+        metrics.record_poll(self.settings.storage.path, self.mailbox, self.clock())
         return report
 
     # --- steps ---------------------------------------------------------------

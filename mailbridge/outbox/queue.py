@@ -27,7 +27,7 @@ T_NOTIFICATION = Notification.__table__
 
 # Customers' notices are automatic (RFC 3834): auto-responders must not answer them.
 AUTOMATIC = frozenset({"ack", "outcome", "attachment_rejected", "agent_assigned", "sla_warning", "command_failed",
-                       "escalation"})
+                       "escalation", "ops_alarm"})
 INTERNAL = frozenset({"agent_assigned", "sla_warning", "command_failed", "escalation"})
 
 
