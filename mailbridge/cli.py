@@ -121,7 +121,7 @@ def run(app: App) -> None:
     from mailbridge.jobs import run_daemon
 
     configure_logging(app.settings.logging.level, app.settings.logging.format, stream=sys.stdout)
-    run_daemon(app.settings, app.ready_db())
+    run_daemon(app.settings, app.ready_db(), reload=lambda: load_settings(config_path(app.config)))
 
 
 @cli.command()

@@ -105,7 +105,7 @@ def _guarded(job: Callable[[datetime], dict], now: datetime | None = None) -> di
         return {}
 
 
-def run_daemon(settings: Settings, db: Database) -> None:
+def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] | None = None) -> None:
     """The intake loop in its own thread (IDLE or polling), the other jobs on a
     background schedule, systemd told when ready and pinged while intake lives."""
     intake = Intake(settings, db)
@@ -150,8 +150,23 @@ def run_daemon(settings: Settings, db: Database) -> None:
         loop.stop()
         done.set()
 
+    def reread(_signum, _frame):  # type: ignore[no-untyped-def]
+        """SIGHUP: agents, divisions, rules and templates anew; connections stay as they are."""
+        if reload is None:
+            return
+        try:
+            fresh = reload()
+        except MailbridgeError as exc:
+            log.error("config.reload_failed", error=str(exc))  # the running config stays
+            return
+        fresh = fresh.model_copy(update={"imap": settings.imap, "smtp": settings.smtp, "database": settings.database})
+        intake.settings = jobs.settings = fresh
+        intake.renderer = jobs.renderer = Renderer(fresh.outbox.templates_path, fresh.policy.timezone)
+        log.info("config.reloaded", agents=len(fresh.agents), divisions=len(fresh.divisions))
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reread)
     thread = threading.Thread(target=loop.run, name="intake", daemon=True)
     scheduler.start()
     thread.start()

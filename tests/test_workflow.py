@@ -484,3 +484,26 @@ def test_intake_silence_raises_the_alarm_in_check_metrics_and_the_ops_mailbox(ma
         out, _ = daemon.communicate(timeout=10)
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert events.count("intake.stale") == 1
+
+
+def test_sighup_reloads_agents_without_a_restart(mailbox, smtp_sink, mailbridge_for):
+    import signal
+    import time
+
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS[:1], imap={"poll_interval": 1})
+    daemon = desk.start("run")
+    try:
+        time.sleep(3)
+        text = desk.config.read_text(encoding="utf-8").replace("kiss.anna@crossec.com", "uj.kollega@crossec.com")
+        desk.config.write_text(text.replace('name = "Kiss Anna"', 'name = "Új Kolléga"'), encoding="utf-8")
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        mailbox.deliver(simple_mail(1))
+        smtp_sink.wait_for(2, timeout=20)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=10)
+    assert daemon.returncode == 0, err
+    assert "uj.kollega@crossec.com" in {str(m["To"]) for m in smtp_sink.messages}
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert "config.reloaded" in events and events.count("daemon.started") == 1
