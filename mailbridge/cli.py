@@ -91,10 +91,12 @@ def init(app: App) -> None:
     click.echo(f"database: {'created' if before is None else 'migrated' if before != after else 'up to date'} (schema {after})")
     AttachmentStore(app.settings.storage.path).ensure()
     click.echo(f"storage: {app.settings.storage.path}")
-    s = app.settings.imap
-    with imap_session(s) as imap:
-        created = imap.ensure_folders([s.processed_folder, s.quarantine_folder])
-    click.echo(f"imap folders: {', '.join(created) + ' created' if created else 'present'}")
+    boxes = app.settings.intake_mailboxes
+    for s in boxes:
+        with imap_session(s) as imap:
+            created = imap.ensure_folders([s.processed_folder, s.quarantine_folder])
+        where = f" ({s.name})" if len(boxes) > 1 else ""
+        click.echo(f"imap folders{where}: {', '.join(created) + ' created' if created else 'present'}")
 
 
 @cli.command()
@@ -106,12 +108,14 @@ def poll(app: App, once: bool) -> None:
     from mailbridge.intake.run import Intake
 
     db = app.ready_db()
-    s = app.settings.imap
-    intake = Intake(app.settings, db)
-    with imap_session(s) as imap, imap_session(s) as mover:
-        report = intake.poll(imap, mover)
-    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.outcomes.items())) or "nothing new"
-    click.echo(f"fetched {report.fetched}: {parts}; moved {report.moved}")
+    boxes = app.settings.intake_mailboxes
+    for s in boxes:
+        intake = Intake(app.settings, db, s)
+        with imap_session(s) as imap, imap_session(s) as mover:
+            report = intake.poll(imap, mover)
+        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.outcomes.items())) or "nothing new"
+        where = f"{s.name}: " if len(boxes) > 1 else ""
+        click.echo(f"{where}fetched {report.fetched}: {parts}; moved {report.moved}")
 
 
 @cli.command()
@@ -689,23 +693,29 @@ def check(app: App) -> None:
         results.append(("database", not pending, "needs `mailbridge init`" if pending else "schema up to date"))
     except Exception as exc:  # check reports; it must not crash on what it checks
         results.append(("database", False, _one_line(exc)))
-    s = settings.imap
-    try:
-        with imap_session(s) as imap:
-            missing = [f for f in (s.folder, s.processed_folder, s.quarantine_folder) if not imap._c.folder_exists(f)]
-        results.append(("imap", not missing, f"missing folders: {', '.join(missing)}" if missing else f"{s.host}:{s.port} login ok"))
-    except Exception as exc:
-        results.append(("imap", False, _one_line(exc)))
+    boxes = settings.intake_mailboxes
+    for s in boxes:
+        label = f"imap {s.name}" if len(boxes) > 1 else "imap"
+        try:
+            with imap_session(s) as imap:
+                missing = [f for f in (s.folder, s.processed_folder, s.quarantine_folder)
+                           if not imap._c.folder_exists(f)]
+            results.append((label, not missing, f"missing folders: {', '.join(missing)}" if missing
+                            else f"{s.host}:{s.port} login ok"))
+        except Exception as exc:
+            results.append((label, False, _one_line(exc)))
     results.append(_check_smtp(settings))
     from mailbridge import metrics
 
-    age = metrics.poll_age(settings.storage.path, "default")
     limit = settings.alarm.poll_stale_minutes * 60
-    if age is None:
-        results.append(("intake", True, "no successful poll recorded yet"))
-    else:
-        results.append(("intake", age <= limit, f"last successful poll {age / 60:.1f} min ago"
-                        + ("" if age <= limit else f": silent longer than alarm.poll_stale_minutes ({limit / 60:g})")))
+    for box in boxes:
+        label = f"intake {box.name}" if len(boxes) > 1 else "intake"
+        age = metrics.poll_age(settings.storage.path, box.name)
+        if age is None:
+            results.append((label, True, "no successful poll recorded yet"))
+        else:
+            results.append((label, age <= limit, f"last successful poll {age / 60:.1f} min ago"
+                            + ("" if age <= limit else f": silent longer than alarm.poll_stale_minutes ({limit / 60:g})")))
     width = max(len(name) for name, _, _ in results)
     for name, ok, detail in results:
         mark = click.style("ok  ", fg="green") if ok else click.style("FAIL", fg="red", bold=True)

@@ -102,6 +102,29 @@ class ImapSettings(Section):
         return self
 
 
+class MailboxSettings(ImapSettings):
+    """One of several mailboxes (`[[mailboxes]]`): its own IMAP settings and defaults."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    default_category: str | None = None  # e.g. a billing address: every new ticket is billing
+    default_area: str | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> "MailboxSettings":
+        # Not MAILBRIDGE_IMAP_PASSWORD: one variable cannot be every mailbox's password.
+        if self.password_file:
+            self.password = _read_secret_file(self.password_file, "password_file")
+        return self
+
+    @model_validator(mode="after")
+    def _defaults_known(self) -> "MailboxSettings":
+        if self.default_category is not None and self.default_category not in CATEGORIES:
+            raise ValueError(f"unknown category {self.default_category!r} (choices: {', '.join(CATEGORIES)})")
+        if self.default_area is not None and self.default_area not in AREAS:
+            raise ValueError(f"unknown area {self.default_area!r} (choices: {', '.join(AREAS)})")
+        return self
+
+
 class SmtpSettings(Section):
     host: str = "localhost"
     port: int = Field(587, ge=1, le=65535)
@@ -304,6 +327,7 @@ class LoggingSettings(Section):
 
 class Settings(Section):
     imap: ImapSettings = Field(default_factory=ImapSettings)
+    mailboxes: list[MailboxSettings] = Field(default_factory=list)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -323,12 +347,27 @@ class Settings(Section):
     alarm: AlarmSettings = Field(default_factory=AlarmSettings)
 
     @property
+    def intake_mailboxes(self) -> list[MailboxSettings]:
+        """The mailboxes to take mail in from: `[[mailboxes]]`, or `[imap]` alone as "default"."""
+        if self.mailboxes:
+            return list(self.mailboxes)
+        return [MailboxSettings(name="default", **self.imap.model_dump(exclude={"password_file"}))]
+
+    @property
     def own_addresses(self) -> frozenset[str]:
         """Addresses that are ours: mail from them is never a customer's."""
         own = {self.smtp.from_address.lower()}
-        if "@" in self.imap.username:
-            own.add(self.imap.username.lower())
+        for box in (self.imap, *self.mailboxes):
+            if "@" in box.username:
+                own.add(box.username.lower())
         return frozenset(own)
+
+    @model_validator(mode="after")
+    def _unique_mailboxes(self) -> "Settings":
+        names = [m.name for m in self.mailboxes]
+        if len(names) != len(set(names)):
+            raise ValueError("mailboxes: two mailboxes have the same name")
+        return self
 
     @property
     def agent_addresses(self) -> frozenset[str]:

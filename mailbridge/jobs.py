@@ -106,12 +106,10 @@ def _guarded(job: Callable[[datetime], dict], now: datetime | None = None) -> di
 
 
 def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] | None = None) -> None:
-    """The intake loop in its own thread (IDLE or polling), the other jobs on a
-    background schedule, systemd told when ready and pinged while intake lives."""
-    intake = Intake(settings, db)
+    """An intake loop per mailbox in its own thread (IDLE or polling), the other jobs
+    on a background schedule, systemd told when ready and pinged while intake lives."""
     jobs = Jobs(settings, db)
     clock = lambda: datetime.now(timezone.utc)  # noqa: E731
-    heartbeat = service.Heartbeat(settings.imap.poll_interval + settings.imap.timeout)
 
     def answer(_fetched: int) -> None:
         # "Immediately by default": new tickets are acknowledged, and the notices
@@ -119,16 +117,26 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
         for job in (jobs.acknowledge, jobs.send):
             _guarded(job, clock())
 
-    loop = IntakeLoop(intake, answer, heartbeat.beat)
-    intake.on_batch = heartbeat.beat  # a long first poll over a backlog is alive too
+    intakes, loops, heartbeats = [], [], []
+    for box in settings.intake_mailboxes:
+        intake = Intake(settings, db, box)
+        heartbeat = service.Heartbeat(box.poll_interval + box.timeout)
+        intake.on_batch = heartbeat.beat  # a long first poll over a backlog is alive too
+        intakes.append(intake)
+        heartbeats.append(heartbeat)
+        loops.append(IntakeLoop(intake, answer, heartbeat.beat))
     scheduler = BackgroundScheduler(timezone=settings.policy.timezone)
     common = {"max_instances": 1, "coalesce": True, "next_run_time": clock()}
     for seconds, job, name in ((30, jobs.acknowledge, "acknowledge"), (300, jobs.sla, "sla"),
                                (15, jobs.send, "outbox"), (86400, jobs.retention, "retention")):
         scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
     started = clock()
+
     def alarm(now: datetime) -> dict:
-        return jobs.watch_intake(now, started)
+        result: dict = {}
+        for box in settings.intake_mailboxes:
+            result.update(jobs.watch_intake(now, started, box.name))
+        return result
 
     alarm_every = max(1.0, min(30.0, settings.alarm.poll_stale_minutes * 60 / 2))
     scheduler.add_job(_guarded, "interval", args=[alarm], seconds=alarm_every, id="alarm", **common)
@@ -137,9 +145,12 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     timeout = service.watchdog_interval()
     if timeout:
         def ping_watchdog() -> None:
-            # Withheld only when the intake loop itself is stuck: systemd then restarts us.
-            if not heartbeat.ping():
-                log.error("watchdog.withheld", silent_seconds=round(heartbeat.age()), limit=heartbeat.stale_after)
+            # Withheld only when an intake loop itself is stuck: systemd then restarts us.
+            stuck = [h for h in heartbeats if not h.healthy()]
+            if stuck:
+                log.error("watchdog.withheld", silent_seconds=round(max(h.age() for h in stuck)))
+                return
+            heartbeats[0].ping()
 
         scheduler.add_job(ping_watchdog, "interval", seconds=timeout / 2, id="watchdog", **common)
     done = threading.Event()
@@ -147,7 +158,8 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     def stop(signum, _frame):  # type: ignore[no-untyped-def]
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
         service.stopping()
-        loop.stop()
+        for loop in loops:
+            loop.stop()
         done.set()
 
     def reread(_signum, _frame):  # type: ignore[no-untyped-def]
@@ -159,20 +171,25 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
         except MailbridgeError as exc:
             log.error("config.reload_failed", error=str(exc))  # the running config stays
             return
-        fresh = fresh.model_copy(update={"imap": settings.imap, "smtp": settings.smtp, "database": settings.database})
-        intake.settings = jobs.settings = fresh
-        intake.renderer = jobs.renderer = Renderer(fresh.outbox.templates_path, fresh.policy.timezone)
+        fresh = fresh.model_copy(update={"imap": settings.imap, "mailboxes": settings.mailboxes,
+                                         "smtp": settings.smtp, "database": settings.database})
+        jobs.settings = fresh
+        jobs.renderer = Renderer(fresh.outbox.templates_path, fresh.policy.timezone)
+        for intake in intakes:
+            intake.settings, intake.renderer = fresh, jobs.renderer
         log.info("config.reloaded", agents=len(fresh.agents), divisions=len(fresh.divisions))
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reread)
-    thread = threading.Thread(target=loop.run, name="intake", daemon=True)
+    threads = [threading.Thread(target=loop.run, name=f"intake-{loop.intake.mailbox}", daemon=True) for loop in loops]
     scheduler.start()
-    thread.start()
-    log.info("daemon.started", poll_interval=settings.imap.poll_interval)
+    for thread in threads:
+        thread.start()
+    log.info("daemon.started", mailboxes=len(loops))
     service.ready()
     done.wait()
-    thread.join(timeout=8)  # the batch in hand finishes; an IDLE slice ends within 5 s
+    for thread in threads:
+        thread.join(timeout=8 / len(threads))  # the batch in hand finishes; an IDLE slice ends within 5 s
     scheduler.shutdown(wait=False)
     log.info("daemon.stopped")

@@ -24,6 +24,8 @@ def test_example_config_loads_and_documents_every_key():
     for section, model in Settings.model_fields.items():
         assert f"[{section}]" in text or f"[[{section}]]" in text, section
         inner = getattr(settings, section)
+        if isinstance(inner, list) and not inner:  # documented commented out, e.g. [[mailboxes]]
+            continue
         fields = (inner[0] if isinstance(inner, list) else inner).__class__.model_fields
         for key in fields:
             assert f"{key} =" in text or f"# {key} =" in text or f"{key}_" in text or key in text, f"{section}.{key}"

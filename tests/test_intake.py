@@ -276,3 +276,27 @@ def test_a_mail_the_server_never_gives_is_quarantined_after_five_tries(mailbox, 
         assert ticket["flags"] == ["needs_review"]
     finally:
         proxy.close()
+
+
+def test_several_mailboxes_each_with_its_own_defaults(dovecot_server, mailbridge_for):
+    support, billing = dovecot_server.new_mailbox(), dovecot_server.new_mailbox()
+
+    def box(name: str, mailbox, **extra) -> dict:
+        s = mailbox.imap_settings()
+        return {"name": name, "host": s["host"], "port": s["port"], "tls": False, "username": s["username"],
+                "password": s["password"], "poll_interval": 1, **extra}
+
+    bridge = mailbridge_for(support, mailboxes=[
+        box("support", support),
+        box("billing", billing, default_category="Számlázással kapcsolatos kérdés"),
+    ])
+    support.deliver(simple_mail(1, subject="Kérdés a Normáról"))
+    billing.deliver(simple_mail(2, subject="Kérdés"))
+    result = bridge("poll", "--once")
+    assert "support: fetched 1" in result.stdout and "billing: fetched 1" in result.stdout
+    first, second = bridge.tickets()
+    assert second["category"] == "Számlázással kapcsolatos kérdés" and first["category"] != second["category"]
+    assert support.count("mailbridge/processed") == billing.count("mailbridge/processed") == 1
+    assert sorted(r[0] for r in db_rows(bridge, "select mailbox from intake_log")) == ["billing", "support"]
+    check = bridge("check", check=False).stdout
+    assert "imap support" in check and "imap billing" in check

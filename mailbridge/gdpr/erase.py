@@ -250,11 +250,11 @@ def finish_pending(db: Database, settings: Settings, pseudonym: str, report: Era
 def _expunge_server_copies(settings: Settings, message_ids: list[str]) -> int:
     if not message_ids:
         return 0
-    s = settings.imap
     deleted = 0
-    with imap_session(s) as imap:
-        for folder in (s.processed_folder, s.quarantine_folder, s.folder):
-            deleted += imap.delete_by_message_id(folder, message_ids)
+    for s in settings.intake_mailboxes:
+        with imap_session(s) as imap:
+            for folder in (s.processed_folder, s.quarantine_folder, s.folder):
+                deleted += imap.delete_by_message_id(folder, message_ids)
     return deleted
 
 

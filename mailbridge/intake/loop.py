@@ -46,7 +46,7 @@ class IntakeLoop:
         self.stop_event.set()
 
     def run(self) -> None:
-        settings = self.intake.settings.imap
+        settings = self.intake.box
         while not self.stop_event.is_set():
             try:
                 imap = ImapConnection(settings).open()
@@ -62,7 +62,7 @@ class IntakeLoop:
                 self.on_beat()  # retrying an outage is alive, not stuck
 
     def _serve(self, imap: ImapConnection, mover: ImapConnection) -> None:
-        settings = self.intake.settings.imap
+        settings = self.intake.box
         while not self.stop_event.is_set():
             fetched = self.intake.poll(imap, mover).fetched
             self._recovered()

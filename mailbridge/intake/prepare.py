@@ -27,15 +27,18 @@ class PrepareOptions:
     default_language: str
     mail_rules: tuple[MailRule, ...] = ()
     spam: SpamPolicy | None = None  # None: no spam check
+    default_category: str | None = None  # the mailbox's (e.g. a billing address)
+    default_area: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PrepareOptions":
+    def from_settings(cls, settings: Settings, box=None) -> "PrepareOptions":  # type: ignore[no-untyped-def]
         configured = settings.classification.rules
         rules = tuple(Rule(tuple(r.keywords), r.category, r.area) for r in configured) if configured else DEFAULT_RULES
         spam = settings.spam
         policy = SpamPolicy(spam.flag_header, spam.score_header, spam.threshold) if spam.enabled else None
         return cls(settings.storage.max_attachment_bytes, settings.own_addresses, rules,
-                   settings.tickets.default_language, tuple(r.as_rule() for r in settings.mail_rules), policy)
+                   settings.tickets.default_language, tuple(r.as_rule() for r in settings.mail_rules), policy,
+                   box.default_category if box else None, box.default_area if box else None)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
     except Exception as exc:  # a parser bug is this mail's problem, not the poll's
         return f"parser error: {type(exc).__name__}: {exc}"
     found = classify(mail.subject, mail.new_text or mail.text, options.rules)
+    if options.default_category or options.default_area:
+        # The mailbox it came to says more than keywords (a billing address is about billing).
+        found = Classification(options.default_category or found.category, options.default_area or found.area)
     verdict = None
     if options.mail_rules or options.spam is not None:
         verdict = apply_rules(mail, options.mail_rules, options.spam or SpamPolicy())

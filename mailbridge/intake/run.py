@@ -24,7 +24,7 @@ from sqlmodel import col, func, select, update
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.adapters.imap import ImapConnection
-from mailbridge.config import Settings
+from mailbridge.config import MailboxSettings, Settings
 from mailbridge.errors import StorageError
 from mailbridge.intake.fetch import fetch_new
 from mailbridge.intake.prepare import Prepared, PrepareOptions, prepare_many
@@ -83,11 +83,12 @@ PIPELINE_BYTES = 64 * 1024 * 1024
 class Intake:
     """One mailbox's intake: holds the connections for the length of a poll."""
 
-    def __init__(self, settings: Settings, db: Database, mailbox: str = MAILBOX,
+    def __init__(self, settings: Settings, db: Database, box: MailboxSettings | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.settings = settings
         self.db = db
-        self.mailbox = mailbox
+        self.box = box or settings.intake_mailboxes[0]
+        self.mailbox = self.box.name
         self.clock = clock
         self.files = AttachmentStore(settings.storage.path)
         self.renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
@@ -99,7 +100,7 @@ class Intake:
 
     def poll(self, imap: ImapConnection, mover: ImapConnection | None = None) -> PollReport:
         """One pass over new mail. `mover` is a second connection, so moves don't wait on fetches."""
-        s = self.settings.imap
+        s = self.box
         mover = mover or imap
         report = PollReport()
         self.files.ensure()
@@ -117,7 +118,7 @@ class Intake:
             return report
         log.info("mail.fetching", folder=s.folder, count=len(uids), after_uid=last_uid)
 
-        options = PrepareOptions.from_settings(self.settings)
+        options = PrepareOptions.from_settings(self.settings, self.box)
         # One connection cannot fetch and move at once: then fetch in turn.
         fetcher: Executor = ThreadPoolExecutor(max_workers=1) if mover is not imap else _Inline()
         with _parser_pool(len(uids)) as pool, fetcher:
@@ -157,7 +158,7 @@ class Intake:
     # --- steps ---------------------------------------------------------------
 
     def _high_water_mark(self, uidvalidity: int) -> tuple[int, list[int]]:
-        s = self.settings.imap
+        s = self.box
         with self.db.session() as session:
             last = session.exec(
                 select(func.max(IntakeLog.uid)).where(
@@ -174,7 +175,7 @@ class Intake:
 
     def _finish_pending_moves(self, mover: ImapConnection, uidvalidity: int, report: PollReport) -> None:
         """Copies committed but not yet moved (a crash between the two): move them now."""
-        s = self.settings.imap
+        s = self.box
         with self.db.session() as session:
             stale = session.exec(
                 update(IntakeLog)
@@ -239,7 +240,7 @@ class Intake:
 
     def _fetch_failures(self, mover: ImapConnection, uidvalidity: int, uids: list[int]) -> None:
         """The server answered without a body: retried next poll, quarantined after a few tries."""
-        s = self.settings.imap
+        s = self.box
         ctx = self._context()
         give_up = []
         with self.db.session() as session:
@@ -255,7 +256,7 @@ class Intake:
             self._move(mover, uidvalidity, [(uid, QUARANTINE)], PollReport())
 
     def _move(self, mover: ImapConnection, uidvalidity: int, targets: list[tuple[int, str]], report: PollReport) -> None:
-        s = self.settings.imap
+        s = self.box
         folders = {PROCESSED: s.processed_folder, QUARANTINE: s.quarantine_folder}
         for target in (PROCESSED, QUARANTINE):
             uids = sorted(uid for uid, t in targets if t == target)
