@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import smtplib
-import socket
 import sys
 import zlib
 from collections.abc import Iterable
@@ -725,21 +723,18 @@ def check(app: App) -> None:
 
 
 def _check_smtp(settings: Settings) -> tuple[str, bool, str]:
+    """Connects and authenticates exactly as the sender does (password or XOAUTH2)."""
+    from mailbridge.adapters.smtp import SmtpConnection
+    from mailbridge.errors import SmtpError
+
     s = settings.smtp
     try:
-        cls = smtplib.SMTP_SSL if s.tls else smtplib.SMTP
-        with cls(s.host, s.port, timeout=s.timeout) as smtp:
-            smtp.ehlo()
-            if s.starttls and not s.tls:
-                if not smtp.has_extn("starttls"):
-                    return ("smtp", False, f"{s.host}:{s.port} does not offer STARTTLS (set smtp.starttls = false for a plain local relay)")
-                smtp.starttls()
-                smtp.ehlo()
-            if s.username:
-                smtp.login(s.username, s.password)
+        with SmtpConnection(s):
+            pass
         return ("smtp", True, f"{s.host}:{s.port} ok")
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-        return ("smtp", False, f"{s.host}:{s.port}: {_one_line(exc)}")
+    except SmtpError as exc:
+        hint = " (set smtp.starttls = false for a plain local relay)" if "STARTTLS" in str(exc).upper() else ""
+        return ("smtp", False, f"{_one_line(exc)}{hint}")
 
 
 @cli.command()

@@ -114,6 +114,7 @@ class MailboxSettings(ImapSettings):
         # Not MAILBRIDGE_IMAP_PASSWORD: one variable cannot be every mailbox's password.
         if self.password_file:
             self.password = _read_secret_file(self.password_file, "password_file")
+        _check_oauth(self)
         return self
 
     @model_validator(mode="after")

@@ -68,7 +68,8 @@ class ImapConnection:
     def _login_xoauth2(self) -> None:
         """AUTHENTICATE XOAUTH2; a refused token is read anew and tried once more on a fresh connection."""
         s = self.settings
-        tokens = token_source(s, "imap")
+        name = getattr(s, "name", None)  # a [[mailboxes]] entry names itself in errors
+        tokens = token_source(s, f"mailboxes.{name}" if name else "imap")
         for attempt in (1, 2):
             try:
                 token = tokens.token()
