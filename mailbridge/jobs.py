@@ -42,7 +42,7 @@ class Jobs:
         self.settings = settings
         self.db = db
         self.renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
-        self.alarm_raised = False
+        self.alarms: dict[str, bool] = {}
 
     def acknowledge(self, now: datetime) -> dict:
         report = acknowledge_due(self.db, self.settings, self.renderer, now)
@@ -54,6 +54,11 @@ class Jobs:
 
     def send(self, now: datetime) -> dict:
         report = deliver_due(self.db, self.settings, now)
+        if report.unavailable and not self.alarms.get("smtp_unavailable"):
+            log.error("outbox.smtp_unavailable", error=report.unavailable, retrying=True)
+        elif not report.unavailable and self.alarms.get("smtp_unavailable"):
+            log.info("outbox.smtp_recovered")
+        self.alarms["smtp_unavailable"] = bool(report.unavailable)
         metrics.SENT.inc(report.sent)
         metrics.FAILED.inc(report.failed)
         return {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
@@ -61,28 +66,61 @@ class Jobs:
     def watch_intake(self, now: datetime, started: datetime, mailbox: str = "default") -> dict:
         """The alarm: no successful poll for `alarm.poll_stale_minutes` (intake must never fail silently)."""
         age = metrics.poll_age(self.settings.storage.path, mailbox, now)
-        silent = age if age is not None and metrics.last_poll(self.settings.storage.path, mailbox) >= started \
-            else (now - started).total_seconds()
+        last = metrics.last_poll(self.settings.storage.path, mailbox)
+        silent = age if age is not None and last is not None and last >= started else (now - started).total_seconds()
         stale = silent > self.settings.alarm.poll_stale_minutes * 60
+        self._alarm(f"intake_stale:{mailbox}", stale, now, "intake is silent",
+                    f"mailbridge has not polled mailbox {mailbox!r} successfully for {silent / 60:.0f} minutes.\n"
+                    "See the journal (intake.unavailable) and `mailbridge check`.\n")
         with self.db.session() as session:
-            conn = session.connection()
-            depth = conn.execute(sa.select(sa.func.count()).select_from(Outbox.__table__)
-                                 .where(Outbox.__table__.c.status == "queued")).scalar() or 0
-            metrics.OUTBOX_DEPTH.set(depth)
-            if stale and not self.alarm_raised:
-                self.alarm_raised = True
-                metrics.ALARM.labels("intake_stale").set(1)
-                log.error("intake.stale", silent_minutes=round(silent / 60, 1), mailbox=mailbox)
-                if self.settings.alarm.ops_address:
-                    text = (f"mailbridge has not polled mailbox {mailbox!r} successfully for {silent / 60:.0f} minutes.\n"
-                            "See the journal (intake.unavailable) and `mailbridge check`.\n")
-                    queue_mail(conn, self.settings, OutgoingMail("ops_alarm", None, (self.settings.alarm.ops_address,),
-                                                                 "[mailbridge] Alarm: intake is silent", text), now)
-            elif not stale and self.alarm_raised:
-                self.alarm_raised = False
-                metrics.ALARM.labels("intake_stale").set(0)
-                log.info("intake.stale_cleared", mailbox=mailbox)
+            depth = session.connection().execute(sa.select(sa.func.count()).select_from(Outbox.__table__)
+                                                 .where(Outbox.__table__.c.status == "queued")).scalar() or 0
+        metrics.OUTBOX_DEPTH.set(depth)
         return {"intake_silent_s": round(silent)}
+
+    def watch_tokens(self, now: datetime) -> dict:
+        """OAuth2: a refresh that fails, or a token about to run out that nothing will renew."""
+        from mailbridge.adapters.oauth import token_source
+
+        sections = [(box, f"mailboxes.{box.name}" if box.name != "default" else "imap")
+                    for box in self.settings.intake_mailboxes] + [(self.settings.smtp, "smtp")]
+        for config, section in sections:
+            if getattr(config, "auth", "password") != "xoauth2":
+                continue
+            source = token_source(config, section)
+            try:
+                source.token()  # refreshes when due
+                failed = ""
+            except MailbridgeError as exc:
+                failed = str(exc)
+            self._alarm(f"token_refresh:{section}", bool(failed), now, f"{section} token refresh fails",
+                        f"Refreshing the OAuth2 token of {section} fails: {failed}\n")
+            left = (source.expires_at - source.clock()) if source.expires_at else None
+            self._alarm(f"token_expiry:{section}", left is not None and left < 15 * 60, now,
+                        f"{section} token expires", f"The OAuth2 token of {section} expires in {(left or 0) / 60:.0f}"
+                        " minutes and its token_file has not been renewed.\n")
+        return {}
+
+    def _alarm(self, kind: str, raised: bool, now: datetime, title: str, text: str) -> None:
+        """One event and one mail to ops when an alarm starts, one event when it ends."""
+        if raised == self.alarms.get(kind, False):
+            return
+        self.alarms[kind] = raised
+        metrics.ALARM.labels(kind.split(":")[0]).set(1 if any(
+            v for k, v in self.alarms.items() if k.split(":")[0] == kind.split(":")[0]) else 0)
+        name = kind.split(":")[0]
+        event = {"intake_stale": "intake.stale", "token_refresh": "oauth.refresh_failed",
+                 "token_expiry": "oauth.expiring"}.get(name, "alarm")
+        if not raised:
+            log.info(f"{event}_cleared", alarm=kind)
+            return
+        log.error(event, alarm=kind)
+        if self.settings.alarm.ops_address:
+            with self.db.session() as session:
+                queue_mail(session.connection(), self.settings,
+                           OutgoingMail("ops_alarm", None, (self.settings.alarm.ops_address,),
+                                        f"[mailbridge] Alarm: {title}", text), now)
+
 
     def retention(self, now: datetime) -> dict:
         report = retention_job(self.db, self.settings, now)
@@ -96,13 +134,23 @@ class Jobs:
         return result
 
 
+_failing: set[str] = set()  # jobs in a failure incident: logged when it starts and when it ends
+
+
 def _guarded(job: Callable[[datetime], dict], now: datetime | None = None) -> dict:
+    name = getattr(job, "__name__", "job")
     try:
-        return job(now or datetime.now(timezone.utc))
+        result = job(now or datetime.now(timezone.utc))
     except MailbridgeError as exc:
-        metrics.ERRORS.labels(job.__name__).inc()
-        log.error("job.failed", job=job.__name__, error=str(exc))
+        metrics.ERRORS.labels(name).inc()
+        if name not in _failing:  # the database locked or the disk full: one line, not one per round
+            log.error("job.failed", job=name, error=str(exc), retrying=True)
+            _failing.add(name)
         return {}
+    if name in _failing:
+        _failing.discard(name)
+        log.info("job.recovered", job=name)
+    return result
 
 
 def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] | None = None) -> None:
@@ -136,6 +184,7 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
         result: dict = {}
         for box in settings.intake_mailboxes:
             result.update(jobs.watch_intake(now, started, box.name))
+        result.update(jobs.watch_tokens(now))
         return result
 
     alarm_every = max(1.0, min(30.0, settings.alarm.poll_stale_minutes * 60 / 2))

@@ -69,7 +69,7 @@ class ImapConnection:
         """AUTHENTICATE XOAUTH2; a refused token is read anew and tried once more on a fresh connection."""
         s = self.settings
         name = getattr(s, "name", None)  # a [[mailboxes]] entry names itself in errors
-        tokens = token_source(s, f"mailboxes.{name}" if name else "imap")
+        tokens = token_source(s, f"mailboxes.{name}" if name and name != "default" else "imap")
         for attempt in (1, 2):
             try:
                 token = tokens.token()

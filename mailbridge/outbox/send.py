@@ -50,6 +50,7 @@ class SendReport:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    unavailable: str = ""  # the SMTP server could not be reached this round: why
 
 
 def backoff(attempts: int) -> timedelta:
@@ -115,7 +116,7 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
     try:
         smtp = connect().__enter__()
     except SmtpError as exc:
-        log.warning("outbox.smtp_unavailable", error=str(exc), waiting=len(due))
+        report.unavailable = str(exc)  # the caller logs it once per incident, not per round
         for row in due:
             _failed_try(db, settings, row, str(exc), now, permanent=False, report=report)
         return report
