@@ -328,38 +328,25 @@ def _existing_ticket(app: App, session, text: str) -> int:  # type: ignore[no-un
     return number
 
 
-def _category(value: str) -> str:
-    from mailbridge.config import CATEGORIES
+def _named(kind: str, value: str) -> str:
+    """A P4 category or P5 area as written, or by an English alias; else a usage error."""
+    from mailbridge.config import AREAS, CATEGORIES
     from mailbridge.policy.classify import fold
+    from mailbridge.policy.commands import match_area, match_category
 
-    for name in CATEGORIES:
-        if fold(name) == fold(value):
-            return name
-    try:
-        from mailbridge.policy.commands import match_category
+    names, match = (CATEGORIES, match_category) if kind == "category" else (AREAS, match_area)
+    found = next((name for name in names if fold(name) == fold(value)), None) or match(value)
+    if found is None:
+        raise UsageError(f"unknown {kind}: {value!r} (choices: {', '.join(names)})")
+    return found
 
-        if found := match_category(value):
-            return found
-    except ImportError:  # pragma: no cover
-        pass
-    raise UsageError(f"unknown category: {value!r} (choices: {', '.join(CATEGORIES)})")
+
+def _category(value: str) -> str:
+    return _named("category", value)
 
 
 def _area(value: str) -> str:
-    from mailbridge.config import AREAS
-    from mailbridge.policy.classify import fold
-
-    for name in AREAS:
-        if fold(name) == fold(value):
-            return name
-    try:
-        from mailbridge.policy.commands import match_area
-
-        if found := match_area(value):
-            return found
-    except ImportError:  # pragma: no cover
-        pass
-    raise UsageError(f"unknown area: {value!r} (choices: {', '.join(AREAS)})")
+    return _named("area", value)
 
 
 def _agent(app: App, value: str) -> str:

@@ -8,6 +8,7 @@ the server copy of a mail moves) and every write transaction starts with
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,6 +112,23 @@ class Database:
             current = MigrationContext.configure(connection).get_current_revision()
             head = ScriptDirectory.from_config(self._alembic(connection)).get_current_head()
         return current != head
+
+    def leave_no_copy(self, vacuum: bool = False) -> None:
+        """After deleting personal data (SQLite): empty the WAL, and with `vacuum` rewrite the
+        file so no free page keeps an old copy (secure_delete zeroes what it frees already)."""
+        if _sqlite_file(self.engine.url) is None:
+            return
+        raw = self.engine.raw_connection()
+        try:
+            if vacuum:
+                raw.driver_connection.execute("VACUUM")
+            for _ in range(10):
+                busy, _log, _done = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return
+                time.sleep(0.2)  # a reader holds an old snapshot; it lets go soon
+        finally:
+            raw.close()
 
     def _restrict_file(self) -> None:
         path = _sqlite_file(self.engine.url)

@@ -244,7 +244,7 @@ def finish_pending(db: Database, settings: Settings, pseudonym: str, report: Era
         with db.session() as session:
             session.connection().execute(sa.update(T_ERASURE).where(T_ERASURE.c.id == erasure.id).values(
                 status="done", finished_at=datetime.now(timezone.utc)))
-    _leave_no_copy(db)
+    db.leave_no_copy(vacuum=True)
 
 
 def _expunge_server_copies(settings: Settings, message_ids: list[str]) -> int:
@@ -256,15 +256,3 @@ def _expunge_server_copies(settings: Settings, message_ids: list[str]) -> int:
             for folder in (s.processed_folder, s.quarantine_folder, s.folder):
                 deleted += imap.delete_by_message_id(folder, message_ids)
     return deleted
-
-
-def _leave_no_copy(db: Database) -> None:
-    """SQLite: no old page in the WAL or the free list (secure_delete is on already)."""
-    if db.engine.url.get_backend_name() != "sqlite":
-        return
-    raw = db.engine.raw_connection()
-    try:
-        raw.driver_connection.execute("VACUUM")
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        raw.close()

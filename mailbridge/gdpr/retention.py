@@ -29,7 +29,6 @@ is rolled back, so what it lists is exactly what a real run would do.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -173,7 +172,7 @@ def apply_retention(db: Database, settings: Settings, now: datetime, dry_run: bo
     if cleanup.pending:
         log.warning("retention.server_copies_pending", reason="; ".join(cleanup.problems)[:200])
     if report.changed:
-        _checkpoint(db)
+        db.leave_no_copy()
     log.info("retention.applied", purged=len(report.purged), held=len(report.held), raw_dropped=report.raw_dropped,
              files_deleted=report.files_deleted)
     return report
@@ -295,22 +294,6 @@ def _delete_unreferenced_raw(conn: sa.Connection, candidates: Iterable[int]) -> 
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _checkpoint(db: Database) -> None:
-    """SQLite: deleted pages are zeroed in the file (secure_delete); empty the WAL too."""
-    if db.engine.url.get_backend_name() != "sqlite":
-        return
-    raw = db.engine.raw_connection()
-    try:
-        for _ in range(10):
-            busy, _log, _done = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if not busy:
-                return
-            time.sleep(0.2)  # a reader holds an old snapshot; it lets go soon
-        log.warning("retention.checkpoint_busy")
-    finally:
-        raw.close()
 
 
 def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
