@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,20 @@ def smtp_sink():
     sink.start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL cluster for the session (skipped where it cannot be installed)."""
+    from servers import Postgres, postgres_bin
+
+    if postgres_bin() is None or importlib.util.find_spec("psycopg") is None:
+        pytest.skip("PostgreSQL server or psycopg not installed (apt-get install -y postgresql; pip install psycopg)")
+    root = Path(tempfile.mkdtemp(prefix="mailbridge-pg-"))
+    server = Postgres(root).start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # ===========================================================================

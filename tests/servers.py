@@ -1192,3 +1192,49 @@ class GarblingProxy:
         if self.mode == "short":
             return head.group(1) + b"{40}\r\n" + body[:40] + rest
         return head.group(1) + b"{%d}\r\n" % (len(body) + 500) + body + rest  # desync
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL: a throwaway cluster on a loopback port
+# --------------------------------------------------------------------------
+
+def postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL server's bin folder (Debian layout), if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return found[-1].parent if found else None
+
+
+class Postgres:
+    """initdb in a temp folder, started on 127.0.0.1. PostgreSQL refuses to run as
+    root, so on a root machine it runs as the `postgres` system user, who owns the folder."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.bin = postgres_bin()
+        if self.bin is None:
+            raise ServerStartError("PostgreSQL is not installed (apt-get install -y postgresql)")
+        self.root = Path(root)
+        self.port = free_port()
+        self.data = self.root / "data"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> "Postgres":
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.root / "log"),
+                  "-o", f"-p {self.port} -k {self.root} -h 127.0.0.1", "start")
+        return self
+
+    def create_database(self, name: str) -> str:
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+        except (subprocess.SubprocessError, OSError):
+            pass

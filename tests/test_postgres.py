@@ -1,0 +1,26 @@
+"""The same `database.url` and migrations serve PostgreSQL (the first step of scaling out, #7)."""
+
+from __future__ import annotations
+
+import json
+
+from factory import simple_mail
+
+
+def test_init_intake_workflow_and_erasure_on_postgresql(mailbox, smtp_sink, mailbridge_for, postgres_server):
+    url = postgres_server.create_database("mailbridge_smoke")
+    desk = mailbridge_for(mailbox, smtp_sink, database={"url": url},
+                          agents=[{"name": "Kiss Anna", "email": "kiss.anna@crossec.com", "areas": ["Egyéb"],
+                                   "fallback": True}])
+    assert "up to date" in desk("init").stdout  # a second init migrates nothing
+    mailbox.deliver_many([simple_mail(i) for i in range(5)])
+    assert "5 new_ticket" in desk("poll", "--once").stdout
+    assert "5 acknowledged" in desk("tick").stdout
+    assert len(smtp_sink.messages) == 10  # five acknowledgements and five notices to the agent
+    desk("ticket", "open", "--channel", "phone", "--name", "Tóth Ákos", "--category", "Egyéb", "--area", "Egyéb",
+         "--subject", "Telefonos bejelentés")
+    tickets = desk.tickets()
+    assert [t["id"] for t in tickets] == [f"CRX-00000{i}" for i in range(1, 7)]
+    assert [t["id"] for t in json.loads(desk("tickets", "search", "számla", "--json").stdout)] == ["CRX-000001"]
+    assert "erased as erased-" in desk("gdpr", "erase", "customer1@example.hu", "--yes").stdout
+    assert len(desk.tickets()) == 6
