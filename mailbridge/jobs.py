@@ -182,8 +182,9 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
 
     def alarm(now: datetime) -> dict:
         result: dict = {}
-        for box in settings.intake_mailboxes:
-            result.update(jobs.watch_intake(now, started, box.name))
+        for loop in loops:
+            if not loop.standby:  # a standby's mailbox is watched by the process that polls it
+                result.update(jobs.watch_intake(now, started, loop.intake.mailbox))
         result.update(jobs.watch_tokens(now))
         return result
 

@@ -7,6 +7,7 @@ the server copy of a mail moves) and every write transaction starts with
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -25,6 +26,18 @@ from sqlmodel import Session
 from mailbridge.errors import ConfigError, StorageError
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
+
+# PostgreSQL full-text search: the expressions the GIN indexes are built on, and
+# which `tickets search` must repeat word for word for the planner to use them.
+# A message's first 100,000 characters are searched: a tsvector has a 1 MB limit.
+MESSAGE_SEARCH_VECTOR = "to_tsvector('{config}'::regconfig, left(message.subject || ' ' || message.text, 100000))"
+TICKET_SEARCH_VECTOR = "to_tsvector('{config}'::regconfig, left(ticket.subject, 100000))"
+
+
+def text_search_config(connection: sa.Connection) -> str:
+    """Hungarian stemming where the server has the dictionary (standard builds do), else `simple`."""
+    found = connection.execute(sa.text("SELECT 1 FROM pg_ts_config WHERE cfgname = 'hungarian'")).first()
+    return "hungarian" if found else "simple"
 
 
 def _sqlite_file(url: sa.URL) -> Path | None:
@@ -68,12 +81,86 @@ def make_engine(url: str) -> sa.Engine:
         raise ConfigError(f"database.url: no driver for {parsed.drivername!r}: {exc}") from None
 
 
+class PollerLock:
+    """One poller per mailbox across every host: a PostgreSQL session advisory lock.
+
+    Held on a connection of its own for as long as the loop polls; when the
+    holder dies its session ends and the lock is free at once, so a standby
+    process takes over at its next try. SQLite is one host, where `BEGIN
+    IMMEDIATE` already serialises pollers: there the lock is always granted.
+    """
+
+    def __init__(self, engine: sa.Engine, name: str):
+        self.engine = engine
+        self.name = name
+        # Advisory locks take a bigint: the first 8 bytes of a hash of the mailbox's identity.
+        self.key = int.from_bytes(hashlib.sha256(f"mailbridge intake {name}".encode()).digest()[:8], "big", signed=True)
+        self.connection: sa.Connection | None = None
+
+    @property
+    def coordinated(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def acquire(self) -> bool:
+        """True when this process may poll the mailbox now; never waits."""
+        if not self.coordinated:
+            return True
+        if self.connection is not None:
+            return self.held()
+        try:
+            connection = self.engine.connect()
+            granted = connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
+            connection.commit()  # the lock is the session's, not the transaction's
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database: {_one_line(exc)}") from exc
+        if granted:
+            self.connection = connection
+        else:
+            connection.close()
+        return bool(granted)
+
+    def held(self) -> bool:
+        """Still ours? False when the lock's connection is gone (the server restarted, the network broke)."""
+        if not self.coordinated:
+            return True
+        if self.connection is None:
+            return False
+        try:
+            self.connection.execute(sa.text("SELECT 1")).scalar()
+            self.connection.commit()
+            return True
+        except SQLAlchemyError:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        if self.connection is None:
+            return
+        try:
+            self.connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            self.connection.commit()
+        except SQLAlchemyError:
+            pass  # the session is gone, and the lock with it
+        finally:
+            self.connection.invalidate()  # never back to the pool holding a lock
+            self.connection.close()
+            self.connection = None
+
+
 class Database:
     """A thin holder of the engine; sessions are short and explicit."""
 
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+
+    def poller_lock(self, identity: str) -> PollerLock:
+        return PollerLock(self.engine, identity)
+
+    @property
+    def coordinated(self) -> bool:
+        """Several hosts may share this database (PostgreSQL): claim rows before acting on them."""
+        return self.engine.dialect.name == "postgresql"
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -201,7 +201,7 @@ def _closed_tickets(conn: sa.Connection, settings: Settings, now: datetime) -> t
             sa.or_(sa.and_(T_TICKET.c.status == "closed", T_TICKET.c.updated_at < closed_before),
                    sa.and_(T_TICKET.c.status == "resolved", T_TICKET.c.updated_at < resolved_before)),
             ~purged_since,
-        ).order_by(T_TICKET.c.id)
+        ).order_by(T_TICKET.c.id).with_for_update(of=T_TICKET, skip_locked=True)  # another host purges the rest
     ).scalars())
     waiting: set[int] = set()
     for part in _chunks(old):

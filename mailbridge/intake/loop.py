@@ -6,6 +6,10 @@ its arrival on a server that offers IDLE; elsewhere the loop polls every
 RFC 2177 lets a server drop it. An outage is retried with capped, jittered
 exponential back-off and logged once when it starts and once when it ends,
 not on every retry; the other jobs of the daemon run on meanwhile.
+
+On PostgreSQL several daemons may serve the same mailbox: a loop polls only
+while it holds the mailbox's advisory lock, and otherwise stands by, trying
+again every few seconds, so a dead holder is replaced within seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import random
 import threading
 from collections.abc import Callable
 
+from mailbridge.adapters.db import PollerLock
 from mailbridge.adapters.imap import ImapConnection
+from mailbridge.config import ImapSettings
 from mailbridge.errors import MailbridgeError
 from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
@@ -24,6 +30,12 @@ log = get_logger("mailbridge.intake")
 IDLE_RENEW_SECONDS = 25 * 60
 IDLE_SLICE_SECONDS = 5.0  # SIGTERM must end the daemon within 10 s
 MAX_BACKOFF_SECONDS = 300.0
+STANDBY_SECONDS = 2.0  # how often a standby loop asks for the mailbox
+
+
+def mailbox_identity(box: ImapSettings) -> str:
+    """What two daemons must agree on to share a mailbox: the server, the account, the folder."""
+    return f"{box.host}:{box.port}/{box.username}/{box.folder}"
 
 
 def backoff_delay(failures: int, rnd: random.Random = random.Random()) -> float:
@@ -40,6 +52,8 @@ class IntakeLoop:
         self.stop_event = threading.Event()
         self.failures = 0
         self.last_error = ""
+        self.lock: PollerLock = intake.db.poller_lock(mailbox_identity(intake.box))
+        self.standby = False  # another process polls this mailbox now
 
     def stop(self) -> None:
         self.intake.stopping = True
@@ -49,6 +63,8 @@ class IntakeLoop:
         settings = self.intake.box
         while not self.stop_event.is_set():
             try:
+                if not self._hold_lock():
+                    continue
                 imap = ImapConnection(settings).open()
                 mover = ImapConnection(settings).open()
                 try:
@@ -60,10 +76,28 @@ class IntakeLoop:
                 self._failed(exc)
                 self.stop_event.wait(backoff_delay(self.failures))
                 self.on_beat()  # retrying an outage is alive, not stuck
+        self.lock.release()
+
+    def _hold_lock(self) -> bool:
+        """Ours to poll? If not, wait a little (standing by is alive too) and say so once."""
+        if self.lock.acquire():
+            if self.standby:
+                log.info("intake.took_over", mailbox=self.intake.mailbox)
+            self.standby = False
+            return True
+        if not self.standby:
+            log.info("intake.standby", mailbox=self.intake.mailbox)
+        self.standby = True
+        self.stop_event.wait(STANDBY_SECONDS)
+        self.on_beat()
+        return False
 
     def _serve(self, imap: ImapConnection, mover: ImapConnection) -> None:
         settings = self.intake.box
         while not self.stop_event.is_set():
+            if not self.lock.held():
+                log.warning("intake.lock_lost", mailbox=self.intake.mailbox)
+                return  # the run loop asks for it again (or stands by)
             fetched = self.intake.poll(imap, mover).fetched
             self._recovered()
             self.on_beat()

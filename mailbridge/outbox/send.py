@@ -104,74 +104,95 @@ def build_message(row: sa.Row, settings: Settings, now: datetime) -> bytes:
 
 def deliver_due(db: Database, settings: Settings, now: datetime,
                 connect: Callable[[], SmtpConnection] | None = None) -> SendReport:
+    """Sends what is due, one claimed row at a time.
+
+    Each row is claimed with `FOR UPDATE SKIP LOCKED` in a transaction that
+    lasts until the server took it and the row says `sent`: several daemons
+    share the outbox without sending anything twice, and when a sender dies
+    mid-send its lock goes with its session, so only the message in hand
+    may go out again (same Message-ID). On SQLite, one host, `BEGIN
+    IMMEDIATE` does the claiming.
+    """
     report = SendReport()
     connect = connect or (lambda: SmtpConnection(settings.smtp))
     with db.session() as session:
-        due = session.connection().execute(
-            sa.select(T_OUTBOX).where(T_OUTBOX.c.status == "queued", T_OUTBOX.c.next_attempt_at <= now)
-            .order_by(T_OUTBOX.c.id).limit(BATCH)
-        ).all()
-    if not due:
-        return report
+        if not session.connection().execute(_due(now).with_only_columns(T_OUTBOX.c.id).limit(1)).first():
+            return report
     try:
         smtp = connect().__enter__()
     except SmtpError as exc:
         report.unavailable = str(exc)  # the caller logs it once per incident, not per round
-        for row in due:
-            _failed_try(db, settings, row, str(exc), now, permanent=False, report=report)
+        with db.session() as session:
+            conn = session.connection()
+            for row in conn.execute(_due(now).limit(BATCH).with_for_update(skip_locked=True)).all():
+                _record_failure(conn, settings, row, str(exc), now, permanent=False, report=report)
         return report
     try:
-        for row in due:
-            recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
-            try:
-                smtp.send(build_message(row, settings, now), settings.smtp.from_address, recipients)
-            except SmtpError as exc:
-                _failed_try(db, settings, row, str(exc), now, permanent=isinstance(exc, PermanentSmtpError), report=report)
-                if not isinstance(exc, PermanentSmtpError):
-                    break  # the server is unwell: the rest wait for the next round
-                continue
+        for _ in range(BATCH):
+            server_unwell = sent = False
             with db.session() as session:
                 conn = session.connection()
-                conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(
-                    status="sent", sent_at=now, attempts=row.attempts + 1, last_error=""))
-                if row.ticket_id is not None:
-                    conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": f"{row.template}.sent",
-                                                      "at": now, "by": "system",
-                                                      "detail": json.dumps({"outbox": row.id})})
-            report.sent += 1
-            log.info("outbox.sent", outbox=row.id, template=row.template, ticket=row.ticket_id)
+                row = conn.execute(_due(now).limit(1).with_for_update(skip_locked=True)).first()
+                if row is None:
+                    break
+                recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
+                try:
+                    smtp.send(build_message(row, settings, now), settings.smtp.from_address, recipients)
+                except SmtpError as exc:
+                    permanent = isinstance(exc, PermanentSmtpError)
+                    _record_failure(conn, settings, row, str(exc), now, permanent=permanent, report=report)
+                    server_unwell = not permanent
+                else:
+                    _record_sent(conn, row, now)
+                    sent = True
+            if server_unwell:
+                break  # the rest wait for the next round
+            if sent:  # committed: now it counts
+                report.sent += 1
+                log.info("outbox.sent", outbox=row.id, template=row.template, ticket=row.ticket_id)
     finally:
         smtp.close()
     return report
 
 
-def _failed_try(db: Database, settings: Settings, row: sa.Row, error: str, now: datetime, permanent: bool,
-                report: SendReport) -> None:
+def _due(now: datetime) -> sa.Select:
+    return (sa.select(T_OUTBOX).where(T_OUTBOX.c.status == "queued", T_OUTBOX.c.next_attempt_at <= now)
+            .order_by(T_OUTBOX.c.id))
+
+
+def _record_sent(conn: sa.Connection, row: sa.Row, now: datetime) -> None:
+    conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(
+        status="sent", sent_at=now, attempts=row.attempts + 1, last_error=""))
+    if row.ticket_id is not None:
+        conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": f"{row.template}.sent", "at": now,
+                                          "by": "system", "detail": json.dumps({"outbox": row.id})})
+
+
+def _record_failure(conn: sa.Connection, settings: Settings, row: sa.Row, error: str, now: datetime,
+                    permanent: bool, report: SendReport) -> None:
     attempts = row.attempts + 1
     give_up = permanent or attempts >= settings.outbox.max_attempts
-    with db.session() as session:
-        conn = session.connection()
-        values: dict = {"attempts": attempts, "last_error": error[:1000]}
-        if give_up:
-            values["status"] = "failed"
-        else:
-            values["next_attempt_at"] = now + backoff(attempts)
-        conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(**values))
-        if not give_up:
-            report.retrying += 1
-            return
-        report.failed += 1
-        log.warning("outbox.failed", outbox=row.id, template=row.template, ticket=row.ticket_id, attempts=attempts)
-        if row.ticket_id is None:
-            return
-        conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": "outbox.failed", "at": now,
-                                          "by": "system", "detail": json.dumps({"outbox": row.id, "error": error[:300]})})
-        ticket = conn.execute(sa.select(T_TICKET.c.assignee, T_TICKET.c.reporter_id)
-                              .where(T_TICKET.c.id == row.ticket_id)).one()
-        if permanent and ticket.reporter_id is not None:
-            email = conn.execute(sa.select(T_REPORTER.c.email).where(T_REPORTER.c.id == ticket.reporter_id)).scalar()
-            if email and email in row.recipients:
-                conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.id == ticket.reporter_id).values(undeliverable=True))
-        if ticket.assignee:
-            notify_agent(conn, ticket.assignee, row.ticket_id, "outbox_failed",
-                         f"Nem sikerült kézbesíteni: {row.subject} ({error[:200]})", now)
+    values: dict = {"attempts": attempts, "last_error": error[:1000]}
+    if give_up:
+        values["status"] = "failed"
+    else:
+        values["next_attempt_at"] = now + backoff(attempts)
+    conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(**values))
+    if not give_up:
+        report.retrying += 1
+        return
+    report.failed += 1
+    log.warning("outbox.failed", outbox=row.id, template=row.template, ticket=row.ticket_id, attempts=attempts)
+    if row.ticket_id is None:
+        return
+    conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": "outbox.failed", "at": now,
+                                      "by": "system", "detail": json.dumps({"outbox": row.id, "error": error[:300]})})
+    ticket = conn.execute(sa.select(T_TICKET.c.assignee, T_TICKET.c.reporter_id)
+                          .where(T_TICKET.c.id == row.ticket_id)).one()
+    if permanent and ticket.reporter_id is not None:
+        email = conn.execute(sa.select(T_REPORTER.c.email).where(T_REPORTER.c.id == ticket.reporter_id)).scalar()
+        if email and email in row.recipients:
+            conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.id == ticket.reporter_id).values(undeliverable=True))
+    if ticket.assignee:
+        notify_agent(conn, ticket.assignee, row.ticket_id, "outbox_failed",
+                     f"Nem sikerült kézbesíteni: {row.subject} ({error[:200]})", now)

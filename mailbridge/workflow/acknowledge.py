@@ -2,7 +2,9 @@
 
 Both take `now` from the caller (the scheduler, or `tick --at`), so a test
 can run a day in a second. A ticket is claimed inside the write transaction
-before anything is queued for it, so two processes never acknowledge twice.
+before anything is queued for it (`FOR UPDATE SKIP LOCKED` on PostgreSQL, and
+its status changed first), so two processes, even on two hosts, never
+acknowledge or warn twice.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
             .join(T_REPORTER, T_REPORTER.c.id == T_TICKET.c.reporter_id)
             .where(T_TICKET.c.status == "new", T_TICKET.c.acknowledged_at.is_(None), T_REPORTER.c.email.is_not(None),
                    ~T_TICKET.c.flags.contains("ack_held"))
-            .order_by(T_TICKET.c.id).limit(BATCH)
+            .order_by(T_TICKET.c.id).limit(BATCH).with_for_update(of=T_TICKET, skip_locked=True)
         ).all()
         for row in rows:
             held = None
@@ -84,12 +86,15 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
                 log.info("ack.rate_limited" if "24 hours" in held else "ack.held", ticket=row.id)
                 report.skipped += 1
                 continue
+            claimed = conn.execute(sa.update(T_TICKET).where(
+                T_TICKET.c.id == row.id, T_TICKET.c.status == "new", T_TICKET.c.acknowledged_at.is_(None)
+            ).values(status="acknowledged", acknowledged_at=now, updated_at=now)).rowcount
+            if not claimed:  # acknowledged (or changed) by someone else since we looked
+                continue
             context = ticket_context(conn, settings, row.id)
             mail = render_mail(renderer, "ack", row.language, context, (row.email,), row.id,
                                in_reply_to=first_message_id(conn, row.id))
             queue_mail(conn, settings, mail, now)
-            conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == row.id, T_TICKET.c.status == "new").values(
-                status="acknowledged", acknowledged_at=now, updated_at=now))
             _event(conn, row.id, "ack.queued", now, {})
             report.done += 1
     if report.done:
@@ -116,7 +121,7 @@ def watch_deadlines(db: Database, settings: Settings, renderer: Renderer, now: d
             .where(T_TICKET.c.acknowledged_at.is_(None), T_TICKET.c.status == "new",
                    T_TICKET.c.ack_deadline.is_not(None), T_TICKET.c.assignee.is_not(None),
                    T_TICKET.c.ack_deadline <= now + warn_before)
-            .order_by(T_TICKET.c.id).limit(BATCH)
+            .order_by(T_TICKET.c.id).limit(BATCH).with_for_update(skip_locked=True)
         ).all()
         for row in rows:
             deadline = row.ack_deadline if row.ack_deadline.tzinfo else row.ack_deadline.replace(tzinfo=ZoneInfo("UTC"))
