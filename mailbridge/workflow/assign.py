@@ -11,7 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mailbridge.config import Settings
-from mailbridge.models import OPEN_STATUSES, Event, Ticket
+from mailbridge.models import OPEN_SQL, Event, Ticket
 from mailbridge.outbox.queue import first_message_id, notify_agent, queue_mail, render_mail, ticket_context
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
@@ -32,15 +32,16 @@ class AssignmentBook:
         if self._open is None:
             rows = self.conn.execute(
                 sa.select(T_TICKET.c.assignee, sa.func.count())
-                .where(T_TICKET.c.assignee.is_not(None), T_TICKET.c.status.in_(OPEN_STATUSES))
+                .where(T_TICKET.c.assignee.is_not(None), sa.text(f"ticket.{OPEN_SQL}"))  # the partial index
                 .group_by(T_TICKET.c.assignee)
             ).all()
             self._open = {r[0]: r[1] for r in rows}
-            last = self.conn.execute(
-                sa.select(T_TICKET.c.assignee, sa.func.max(T_TICKET.c.assigned_at))
-                .where(T_TICKET.c.assignee.is_not(None)).group_by(T_TICKET.c.assignee)
-            ).all()
-            self._last = {r[0]: _aware(r[1]) for r in last if r[1] is not None}
+            # One index lookup per agent (assignee, assigned_at), not a pass over every ticket ever assigned.
+            for agent in self.settings.agents:
+                last = self.conn.execute(sa.select(sa.func.max(T_TICKET.c.assigned_at))
+                                         .where(T_TICKET.c.assignee == agent.email)).scalar()
+                if last is not None:
+                    self._last[agent.email] = _aware(last)
         return self._open
 
     def assign(self, ticket_id: int, area: str, now: datetime, customer_text: str = "", by: str = "system") -> str | None:
