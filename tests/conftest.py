@@ -182,8 +182,13 @@ class Mailbridge:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
-    def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def start(self, *args: str, output: Path | None = None) -> subprocess.Popen:
+        """A real process; with `output` its stdout and stderr go to that file (a chatty
+        daemon would block on a full pipe nobody reads)."""
+        if output is None:
+            return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(output, "ab") as sink:
+            return subprocess.Popen(self.command(*args), stdout=sink, stderr=subprocess.STDOUT)
 
     def tickets(self) -> list[dict]:
         return json.loads(self("tickets", "list", "--json").stdout)
