@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,7 +77,9 @@ def make_engine(url: str) -> sa.Engine:
 
         return engine
     try:
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        # Named after host and process, so pg_stat_activity (and pg_locks) tell ops who polls what.
+        name = f"mailbridge {socket.gethostname()} pid {os.getpid()}"[:63]
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"application_name": name})
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise ConfigError(f"database.url: no driver for {parsed.drivername!r}: {exc}") from None
 
