@@ -103,16 +103,24 @@ def init(app: App) -> None:
 def poll(app: App, once: bool) -> None:
     """One intake pass over new mail."""
     from mailbridge.adapters.imap import imap_session
+    from mailbridge.intake.loop import mailbox_identity
     from mailbridge.intake.run import Intake
 
     db = app.ready_db()
     boxes = app.settings.intake_mailboxes
     for s in boxes:
-        intake = Intake(app.settings, db, s)
-        with imap_session(s) as imap, imap_session(s) as mover:
-            report = intake.poll(imap, mover)
-        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.outcomes.items())) or "nothing new"
         where = f"{s.name}: " if len(boxes) > 1 else ""
+        lock = db.poller_lock(mailbox_identity(s))
+        if not lock.acquire():  # a daemon on this or another host polls it now
+            click.echo(f"{where}skipped: another mailbridge process is polling this mailbox")
+            continue
+        try:
+            intake = Intake(app.settings, db, s)
+            with imap_session(s) as imap, imap_session(s) as mover:
+                report = intake.poll(imap, mover)
+        finally:
+            lock.release()
+        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.outcomes.items())) or "nothing new"
         click.echo(f"{where}fetched {report.fetched}: {parts}; moved {report.moved}")
 
 
@@ -663,6 +671,33 @@ def quarantine_retry(app: App, entry_id: int | None) -> None:
             else:
                 failed += 1
     click.echo(f"retried {len(ids)}: {fixed} read now, {failed} still unreadable")
+
+
+@cli.group("db")
+def db_group() -> None:  # not `db`: commands hold their database in a local of that name
+    """The database itself: moving an installation to PostgreSQL (scale-out)."""
+
+
+@db_group.command("copy")
+@click.option("--to", "to", required=True, metavar="URL",
+              help="An empty PostgreSQL database, e.g. postgresql+psycopg://mailbridge@db/mailbridge.")
+@pass_app
+def db_copy(app: App, to: str) -> None:
+    """Copy every table (tickets, mail, events, outbox, ID sequences) into an empty PostgreSQL database.
+
+    Stop every `mailbridge run` first: what it writes during the copy would not be copied.
+    """
+    from mailbridge.adapters.db_copy import copy_database
+    from mailbridge.intake.thread import format_ticket_id
+
+    report = copy_database(app.ready_db(), to, progress=lambda name, rows: click.echo(f"{name}: {rows} rows"))
+    last = report.sequences.get("ticket", 0)
+    following = format_ticket_id(last + 1, app.settings.tickets.id_prefix)
+    click.echo(f"ticket sequence: {last} (the next ticket is {following})")
+    click.echo("verified: row counts equal in both databases")
+    click.echo(f"attachments: the files stay in {app.settings.storage.path}; point every host's storage.path "
+               "at that folder (a shared volume)")
+    click.echo(f"next: set database.url in {config_path(app.config)} to {report.target} (on every host)")
 
 
 @cli.command()

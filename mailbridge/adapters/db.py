@@ -79,7 +79,13 @@ def make_engine(url: str) -> sa.Engine:
     try:
         # Named after host and process, so pg_stat_activity (and pg_locks) tell ops who polls what.
         name = f"mailbridge {socket.gethostname()} pid {os.getpid()}"[:63]
-        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"application_name": name})
+        connect_args = {"application_name": name, "keepalives_idle": 10, "keepalives_interval": 5,
+                        "keepalives_count": 3}
+        if "options" not in parsed.query:
+            # A host that dies without closing its connections (power, network) would keep
+            # its mailbox lock for the kernel's two-hour keepalive; the server probes sooner.
+            connect_args["options"] = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise ConfigError(f"database.url: no driver for {parsed.drivername!r}: {exc}") from None
 
