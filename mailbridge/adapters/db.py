@@ -185,6 +185,12 @@ class Database:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """`session()` for code that speaks SQLAlchemy Core."""
+        with self.session() as session:
+            yield session.connection()
+
     def _alembic(self, connection: sa.Connection) -> AlembicConfig:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", MIGRATIONS)

@@ -1,9 +1,9 @@
 """The outbox sender: queued rows -> SMTP, with retries and back-off.
 
-A message is marked sent in its own small transaction right after the
+A message is claimed before it is sent and marked sent right after the
 server took it: a crash in between sends it again, under the same
 Message-ID, which is the one duplicate a reader can recognise; nothing
-queued is ever lost. A temporary failure waits 1, 2, 4 … minutes (at most
+queued is ever lost, and several daemons never send the same row. A temporary failure waits 1, 2, 4 … minutes (at most
 4 hours) before the next try; after `outbox.max_attempts`, or at once on a
 permanent refusal (5xx), the message is `failed` and the assignee is told.
 """
@@ -11,7 +11,8 @@ permanent refusal (5xx), the message is `failed` and the assignee is told.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import encoders
@@ -43,6 +44,7 @@ T_TICKET = Ticket.__table__
 T_REPORTER = Reporter.__table__
 BATCH = 100
 MAX_DELAY = timedelta(hours=4)
+LEASE = timedelta(minutes=10)  # SQLite: how long a claimed row waits before a crashed send is retried
 
 
 @dataclass
@@ -104,35 +106,24 @@ def build_message(row: sa.Row, settings: Settings, now: datetime) -> bytes:
 
 def deliver_due(db: Database, settings: Settings, now: datetime,
                 connect: Callable[[], SmtpConnection] | None = None) -> SendReport:
-    """Sends what is due, one claimed row at a time.
-
-    Each row is claimed with `FOR UPDATE SKIP LOCKED` in a transaction that
-    lasts until the server took it and the row says `sent`: several daemons
-    share the outbox without sending anything twice, and when a sender dies
-    mid-send its lock goes with its session, so only the message in hand
-    may go out again (same Message-ID). On SQLite, one host, `BEGIN
-    IMMEDIATE` does the claiming.
-    """
+    """Sends what is due, one claimed row at a time (see `_next_due`)."""
     report = SendReport()
     connect = connect or (lambda: SmtpConnection(settings.smtp))
-    with db.session() as session:
-        if not session.connection().execute(_due(now).with_only_columns(T_OUTBOX.c.id).limit(1)).first():
+    with db.transaction() as conn:
+        if not conn.execute(_due(now).with_only_columns(T_OUTBOX.c.id).limit(1)).first():
             return report
     try:
         smtp = connect().__enter__()
     except SmtpError as exc:
         report.unavailable = str(exc)  # the caller logs it once per incident, not per round
-        with db.session() as session:
-            conn = session.connection()
+        with db.transaction() as conn:
             for row in conn.execute(_due(now).limit(BATCH).with_for_update(skip_locked=True)).all():
                 _record_failure(conn, settings, row, str(exc), now, permanent=False, report=report)
         return report
     try:
         for _ in range(BATCH):
             server_unwell = sent = False
-            with db.session() as session:
-                conn = session.connection()
-                row = conn.execute(_due(now).limit(1).with_for_update(skip_locked=True)).first()
+            with _next_due(db, now) as (row, outcome):
                 if row is None:
                     break
                 recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
@@ -140,10 +131,12 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
                     smtp.send(build_message(row, settings, now), settings.smtp.from_address, recipients)
                 except SmtpError as exc:
                     permanent = isinstance(exc, PermanentSmtpError)
-                    _record_failure(conn, settings, row, str(exc), now, permanent=permanent, report=report)
+                    with outcome() as conn:
+                        _record_failure(conn, settings, row, str(exc), now, permanent=permanent, report=report)
                     server_unwell = not permanent
                 else:
-                    _record_sent(conn, row, now)
+                    with outcome() as conn:
+                        _record_sent(conn, row, now)
                     sent = True
             if server_unwell:
                 break  # the rest wait for the next round
@@ -153,6 +146,30 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
     finally:
         smtp.close()
     return report
+
+
+@contextmanager
+def _next_due(db: Database, now: datetime) -> Iterator[tuple[sa.Row | None, Callable[[], AbstractContextManager]]]:
+    """The next due row, ours until its outcome is written; yields it and how to write that outcome.
+
+    PostgreSQL (several hosts): the row stays locked (`FOR UPDATE SKIP LOCKED`)
+    in a transaction that lasts until the server took the mail and the row
+    says `sent`; other daemons skip it, and if this one dies mid-send its lock
+    goes with its session, so only the message in hand may go out again, under
+    the same Message-ID. SQLite (one host): no write lock is held across a
+    send, which would stall intake; the row is leased instead, for another
+    process on the host to skip and for a crashed send to be retried later.
+    """
+    if db.coordinated:
+        with db.transaction() as conn:
+            row = conn.execute(_due(now).limit(1).with_for_update(skip_locked=True)).first()
+            yield row, lambda: nullcontext(conn)
+        return
+    with db.transaction() as conn:
+        row = conn.execute(_due(now).limit(1)).first()
+        if row is not None:
+            conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(next_attempt_at=now + LEASE))
+    yield row, db.transaction
 
 
 def _due(now: datetime) -> sa.Select:
