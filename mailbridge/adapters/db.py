@@ -199,11 +199,24 @@ class Database:
 
     def migrate(self) -> tuple[str | None, str]:
         """Brings the schema to the newest revision; returns (before, after)."""
+        sqlite = self.engine.dialect.name == "sqlite"
         try:
-            with self.engine.begin() as connection:
-                before = MigrationContext.configure(connection).get_current_revision()
-                command.upgrade(self._alembic(connection), "head")
-                after = MigrationContext.configure(connection).get_current_revision()
+            with self.engine.connect() as connection:
+                if sqlite:
+                    # SQLite alters a table by rebuilding it; with foreign keys on, dropping the old
+                    # copy fails while other rows point at it. Off for the migration (it can only be
+                    # switched outside a transaction), checked before the commit, on again after.
+                    connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+                try:
+                    with connection.begin():
+                        before = MigrationContext.configure(connection).get_current_revision()
+                        command.upgrade(self._alembic(connection), "head")
+                        after = MigrationContext.configure(connection).get_current_revision()
+                        if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                            raise StorageError("database: migration failed: a foreign key no longer matches")
+                finally:
+                    if sqlite:
+                        connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
         except SQLAlchemyError as exc:
             raise StorageError(f"database: migration failed: {_one_line(exc)}") from exc
         self._restrict_file()

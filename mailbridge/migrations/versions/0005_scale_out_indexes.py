@@ -24,7 +24,11 @@ OPEN = "status IN ('new', 'acknowledged', 'in_progress', 'escalated')"  # as in 
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('ticket', schema=None) as batch_op:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    # On SQLite the table is rebuilt with AUTOINCREMENT, which 0003's rebuild lost: without it
+    # the ID of the newest ticket, once deleted, would be handed out again.
+    with op.batch_alter_table('ticket', schema=None, recreate="always" if sqlite else "auto",
+                              table_kwargs={"sqlite_autoincrement": True}) as batch_op:
         batch_op.drop_index('ix_ticket_assignee')
         batch_op.create_index('ix_ticket_assignee_assigned', ['assignee', 'assigned_at'], unique=False)
         batch_op.create_index('ix_ticket_open', ['id'], unique=False,
