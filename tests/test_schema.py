@@ -47,7 +47,7 @@ def test_a_populated_database_of_an_early_version_migrates(tmp_path):
             " cc_addrs, subject, text, new_text, html, \"references\", reason, raw_sha256, created_at)"
             " VALUES (1, 'in', 'customer', 0, '<a@example.hu>', '', '', '', '', 'Számla', 'szöveg', 'szöveg', '',"
             " '', '', '', '2026-01-05')"))
-    assert db.migrate() == ("0002", "0005")
+    assert db.migrate()[0] == "0002" and not db.pending_migrations()
     with db.engine.connect() as connection:
         assert connection.execute(sa.text("SELECT ticket_id FROM message")).scalar() == 1
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
