@@ -24,3 +24,25 @@ def test_init_intake_workflow_and_erasure_on_postgresql(mailbox, smtp_sink, mail
     assert [t["id"] for t in json.loads(desk("tickets", "search", "számla", "--json").stdout)] == ["CRX-000001"]
     assert "erased as erased-" in desk("gdpr", "erase", "customer1@example.hu", "--yes").stdout
     assert len(desk.tickets()) == 6
+
+
+def test_migrations_match_the_models_on_postgresql(postgres_server):
+    import warnings
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    from mailbridge.adapters.db import Database
+
+    db = Database(postgres_server.create_database("mailbridge_schema"))
+    db.migrate()
+    with db.engine.connect() as connection, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # alembic warns about reflecting expression indexes
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        search = connection.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE indexname IN ('ix_message_search', 'ix_ticket_search')").all()
+    # The full-text indexes live in the migration alone (their expression depends on the server's dictionaries).
+    assert [d for d in diff if not (d[0] == "remove_index" and d[1].name.endswith("_search"))] == []
+    assert len(search) == 2
+    db.engine.dispose()
