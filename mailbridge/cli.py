@@ -705,6 +705,7 @@ def db_copy(app: App, to: str) -> None:
 def check(app: App) -> None:
     """Validate the config and try the database, IMAP and SMTP."""
     from mailbridge.adapters.imap import imap_session
+    from mailbridge.intake.loop import mailbox_identity
 
     settings = app.settings  # a config error exits 2 before anything is tried
     results: list[tuple[str, bool, str]] = [("config", True, str(config_path(app.config)))]
@@ -731,10 +732,15 @@ def check(app: App) -> None:
     for box in boxes:
         label = f"intake {box.name}" if len(boxes) > 1 else "intake"
         age = metrics.poll_age(settings.storage.path, box.name)
+        try:  # several hosts: which process polls it now
+            holder = app.db.poller_lock(mailbox_identity(box)).holder()
+        except Exception:
+            holder = None
+        by = f"; polled by {holder}" if holder else ""
         if age is None:
-            results.append((label, True, "no successful poll recorded yet"))
+            results.append((label, True, "no successful poll recorded yet" + by))
         else:
-            results.append((label, age <= limit, f"last successful poll {age / 60:.1f} min ago"
+            results.append((label, age <= limit, f"last successful poll {age / 60:.1f} min ago" + by
                             + ("" if age <= limit else f": silent longer than alarm.poll_stale_minutes ({limit / 60:g})")))
     width = max(len(name) for name, _, _ in results)
     for name, ok, detail in results:

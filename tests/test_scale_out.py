@@ -69,6 +69,7 @@ def test_three_daemons_one_killed_every_mail_and_acknowledgement_once(mailbox, s
                       "every mail to be taken in")
         _wait(lambda: count("SELECT count(*) FROM outbox WHERE status <> 'sent'") == 0
               and count("SELECT count(*) FROM outbox") >= 2 * total, 120, "every notice to be sent")
+        assert f"pid {_poller_pid(engine)}" in desk("check", check=False).stdout  # ops see who polls
     finally:
         for daemon in daemons:
             daemon.send_signal(signal.SIGTERM)

@@ -142,6 +142,18 @@ class PollerLock:
             self.release()
             return False
 
+    def holder(self) -> str | None:
+        """Who polls the mailbox now (the holder's application_name), for `check`; None: nobody, or SQLite."""
+        if not self.coordinated:
+            return None
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF  # pg_locks splits a bigint key into two oids
+        with self.engine.connect() as connection:
+            return connection.execute(sa.text(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid)"),
+                {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}).scalar()
+
     def release(self) -> None:
         if self.connection is None:
             return
