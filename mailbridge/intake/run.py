@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from collections import deque
@@ -298,4 +299,22 @@ def _parser_pool(count: int) -> Executor:
     # forkserver, not fork: the fetch thread may hold locks at fork time.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["mailbridge.intake.prepare"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_follow_parent,
+                               initargs=(os.getpid(),))
+
+
+def _follow_parent(pid: int) -> None:
+    """A worker ends when the process that started it is gone (SIGKILLed): the
+    forkserver and the workers hold each other's pipes and would otherwise wait forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # alive, under another user: not ours to judge
+                pass
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
