@@ -28,6 +28,30 @@ def test_init_intake_workflow_and_erasure_on_postgresql(mailbox, smtp_sink, mail
     assert len(desk.tickets()) == 6
 
 
+def test_every_other_command_on_postgresql(mailbox, smtp_sink, mailbridge_for, postgres_server, tmp_path):
+    import zipfile
+
+    url = postgres_server.create_database("mailbridge_commands")
+    desk = mailbridge_for(mailbox, smtp_sink, database={"url": url}, retention={"closed_ticket_days": 30},
+                          agents=[{"name": "Kiss Anna", "email": "kiss.anna@crossec.com", "areas": ["Egyéb"],
+                                   "fallback": True}])
+    mailbox.deliver_many([simple_mail(i) for i in range(3)] + [b"\xff\xfe not a mail at all"])
+    desk("poll", "--once")
+    desk("tick")
+    assert "CRX-000001" in desk("tickets", "show", "CRX-000001").stdout
+    desk("ticket", "assign", "CRX-000002", "kiss.anna@crossec.com")
+    desk("ticket", "status", "CRX-000002", "in_progress")
+    desk("ticket", "resolve", "CRX-000002", "--outcome", "A számlát javítottuk.")
+    assert json.loads(desk("notifications", "--json").stdout)
+    assert json.loads(desk("tickets", "list", "--status", "open", "--json").stdout)
+    desk("quarantine", "list")
+    desk("gdpr", "export", "customer0@example.hu", "--out", str(tmp_path / "export.zip"))
+    assert zipfile.ZipFile(tmp_path / "export.zip").namelist()
+    desk("ticket", "status", "CRX-000002", "closed")
+    assert "CRX-000002" in desk("gdpr", "retention", "--at", "2027-06-01T10:00:00+02:00").stdout
+    assert "ok   database" in desk("check", check=False).stdout
+
+
 def test_migrations_match_the_models_on_postgresql(postgres_server):
     import warnings
 
