@@ -34,7 +34,12 @@ def list_tickets(session: Session, prefix: str, status: str | None = None, limit
     if overdue_at is not None:  # the acknowledgement deadline passed without one
         query = query.where(col(Ticket.acknowledged_at).is_(None), col(Ticket.ack_deadline) < overdue_at)
     if search:
-        query = query.where(_matching(session, search))
+        # The matches first, then the tickets by ID: the planner cannot guess how few tickets
+        # a rare word finds, and would read every ticket to join them (0.4 s on a million).
+        matching = _matching(session, search)
+        ids = session.connection().execute(
+            sa.select(matching.subquery().c[0]).limit(SEARCH_ID_LIST + 1)).scalars().all()
+        query = query.where(col(Ticket.id).in_(ids if len(ids) <= SEARCH_ID_LIST else matching))
     query = query.order_by(col(Ticket.id))
     if limit:
         query = query.limit(limit)
@@ -57,11 +62,14 @@ def list_tickets(session: Session, prefix: str, status: str | None = None, limit
     return [_summary(t, r, prefix, counts.get(t.id, 0), files.get(t.id, [])) for t, r in rows]
 
 
-def _matching(session: Session, words: str) -> sa.ColumnElement[bool]:
+SEARCH_ID_LIST = 5000  # more matches than this: one query, and the planner reads the table anyway
+
+
+def _matching(session: Session, words: str) -> sa.CompoundSelect:
     """Tickets whose subject or messages hold `words`: full-text on PostgreSQL (stemmed, indexed,
     web-search syntax: "quoted phrase", or, -not), a substring on SQLite.
 
-    One IN over a UNION, so each side uses its own index instead of an OR read across every ticket."""
+    The IDs of a UNION, so each side uses its own index instead of an OR read across every ticket."""
     if session.get_bind().dialect.name == "postgresql":
         config = text_search_config(session.connection())
         query = sa.func.websearch_to_tsquery(sa.literal_column(f"'{config}'::regconfig"), words)
@@ -73,7 +81,7 @@ def _matching(session: Session, words: str) -> sa.ColumnElement[bool]:
         pattern = f"%{words}%"
         in_tickets = select(Ticket.id).where(col(Ticket.subject).ilike(pattern))
         in_messages = select(Message.ticket_id).where(col(Message.subject).ilike(pattern) | col(Message.text).ilike(pattern))
-    return col(Ticket.id).in_(sa.union(in_tickets, in_messages))
+    return sa.union(in_tickets, in_messages)
 
 
 def _attachment(a: Attachment) -> dict:

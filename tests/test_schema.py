@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from mailbridge.adapters.db import Database
+from mailbridge.adapters.db import SCHEMA_HEAD, Database
 
 
 def test_migrations_match_the_models(tmp_path):
@@ -14,6 +14,7 @@ def test_migrations_match_the_models(tmp_path):
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == []
     assert not db.pending_migrations()
+    assert db.newest_migration() == SCHEMA_HEAD  # bump SCHEMA_HEAD with every new migration
     assert db.migrate()[0] == db.migrate()[1]  # running init again is a no-op
 
 
