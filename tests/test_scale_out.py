@@ -95,3 +95,42 @@ def test_three_daemons_one_killed_every_mail_and_acknowledgement_once(mailbox, s
     arrived = Counter(m["Message-ID"] for m in smtp_sink.messages if m["Message-ID"] in {mid for _, mid in acks})
     assert set(arrived) == {mid for _, mid in acks}
     assert sum(n - 1 for n in arrived.values()) <= kills
+
+
+def test_jobs_in_several_processes_at_once_act_on_each_ticket_once(mailbox, smtp_sink, mailbridge_for,
+                                                                   postgres_server):
+    """The SLA watcher, acknowledgements and retention run in every daemon: a ticket is claimed first."""
+    url = postgres_server.create_database("mailbridge_jobs_at_once")
+    # Acknowledgements only 08:00-08:01: the tickets stay unacknowledged, so the SLA watcher has work.
+    desk = mailbridge_for(mailbox, smtp_sink, database={"url": url}, agents=AGENTS,
+                          policy={"ack_hours": "08:00-08:01"}, retention={"closed_ticket_days": 30},
+                          imap={"batch_size": 200})
+    total = 60
+    mailbox.deliver_many([simple_mail(i) for i in range(total)])
+    desk("poll", "--once")
+    engine = sa.create_engine(url)
+
+    def at_once(*args: str) -> None:
+        processes = [desk.start(*args) for _ in range(3)]
+        for process in processes:
+            _out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
+
+    def count(sql: str) -> int:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(sql)).scalar()
+
+    at_once("tick", "--at", "2026-12-12T12:00:00+01:00")  # past every deadline, outside the ack hours
+    assert count("SELECT count(*) FROM event WHERE type = 'sla.breached'") == total
+    assert count("SELECT count(*) FROM outbox WHERE template = 'sla_warning'") == total
+    at_once("tick", "--at", "2026-12-14T08:00:30+01:00")  # inside the ack hours, a working day
+    assert count("SELECT count(*) FROM outbox WHERE template = 'ack'") == total
+    assert count("SELECT count(*) FROM event WHERE type = 'ack.queued'") == total
+    desk("tick", "--at", "2026-12-14T08:00:40+01:00")  # a tick sends 100 at most: the rest now
+    assert count("SELECT count(*) FROM outbox WHERE status <> 'sent'") == 0
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE ticket SET status = 'closed', updated_at = '2026-12-15T10:00:00+00'"))
+    at_once("gdpr", "retention", "--at", "2027-02-01T10:00:00+01:00")
+    assert count("SELECT count(*) FROM event WHERE type = 'retention.purged'") == total
+    assert len({m["Message-ID"] for m in smtp_sink.messages}) == len(smtp_sink.messages)  # nothing sent twice
+    engine.dispose()
