@@ -11,7 +11,8 @@ import os
 import sys
 import zlib
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 import click
@@ -206,10 +207,22 @@ def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, 
           [[str(i["id"]), i["agent"], i["ticket"] or "-", i["kind"], i["text"]] for i in items])
 
 
+def local_time(iso_text: str | None, zone: str, deadline: bool = False) -> str:
+    """A stored UTC time as people at the desk read it: local, to the minute. A deadline at
+    local midnight is the end of the day before ("… 24:00"), as the policy words it."""
+    if not iso_text:
+        return ""
+    value = datetime.fromisoformat(iso_text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    local = value.astimezone(ZoneInfo(zone))
+    if deadline and (local.hour, local.minute, local.second) == (0, 0, 0):
+        return f"{(local - timedelta(days=1)):%Y-%m-%d} 24:00 {local:%Z}"
+    return f"{local:%Y-%m-%d %H:%M %Z}"
+
+
 def parse_time(text: str, zone: str = "Europe/Budapest") -> datetime:
     """ISO-8601; without an offset it is local time in `zone`."""
-    from zoneinfo import ZoneInfo
-
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -299,10 +312,13 @@ def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
         click.echo(json.dumps(detail, ensure_ascii=False, indent=2))
         return
     click.echo(click.style(f"{detail['id']}  {detail['subject']}", bold=True))
+    zone = app.settings.policy.timezone
     for key in ("status", "category", "area", "channel", "reporter_name", "reporter_email", "assignee", "created_at",
                 "ack_deadline", "acknowledged_at", "linked_ticket"):
         if detail.get(key):
-            click.echo(f"  {key.replace('_', ' '):<16} {detail[key]}")
+            value = local_time(detail[key], zone, key == "ack_deadline") if key.endswith(("_at", "_deadline")) \
+                else detail[key]
+            click.echo(f"  {key.replace('_', ' '):<16} {value}")
     if detail["flags"]:
         click.echo(f"  {'flags':<16} {', '.join(detail['flags'])}")
     if detail.get("ack_deadline_explained"):
@@ -310,7 +326,8 @@ def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
     for m in detail["messages"]:
         arrow = "<-" if m["direction"] == "in" else "->"
         click.echo("")
-        click.echo(click.style(f"{arrow} {m['created_at']}  {m['kind']}  {m['sender'] or '(no sender)'}", fg="cyan"))
+        click.echo(click.style(f"{arrow} {local_time(m['created_at'], zone)}  {m['kind']}  "
+                               f"{m['sender'] or '(no sender)'}", fg="cyan"))
         click.echo(f"   {m['subject']}")
         for line in (m["new_text"] or m["text"]).splitlines()[:40]:
             click.echo(f"   | {line}")
@@ -319,7 +336,7 @@ def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
             click.echo(f"   + {a['filename']}  {a['size']} bytes{state}")
     click.echo("")
     for e in detail["events"]:
-        click.echo(f"  {e['at']}  {e['type']:<22} {e['by']}")
+        click.echo(f"  {local_time(e['at'], zone)}  {e['type']:<22} {e['by']}")
 
 
 @cli.group()
