@@ -134,3 +134,23 @@ def test_jobs_in_several_processes_at_once_act_on_each_ticket_once(mailbox, smtp
     assert count("SELECT count(*) FROM event WHERE type = 'retention.purged'") == total
     assert len({m["Message-ID"] for m in smtp_sink.messages}) == len(smtp_sink.messages)  # nothing sent twice
     engine.dispose()
+
+
+def test_poll_once_leaves_a_mailbox_another_process_polls(mailbox, mailbridge_for, postgres_server):
+    from mailbridge.adapters.db import Database
+    from mailbridge.config import load_settings
+    from mailbridge.intake.loop import mailbox_identity
+
+    url = postgres_server.create_database("mailbridge_poll_once_lock")
+    desk = mailbridge_for(mailbox, database={"url": url})
+    mailbox.deliver(simple_mail(1))
+    db = Database(url)
+    daemon = db.poller_lock(mailbox_identity(load_settings(desk.config).intake_mailboxes[0]))
+    assert daemon.acquire()  # as a running daemon on another host holds it
+    try:
+        assert "skipped: another mailbridge process is polling this mailbox" in desk("poll", "--once").stdout
+        assert mailbox.count("INBOX") == 1
+    finally:
+        daemon.release()
+    assert "1 new_ticket" in desk("poll", "--once").stdout
+    db.engine.dispose()
