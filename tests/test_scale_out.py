@@ -154,3 +154,13 @@ def test_poll_once_leaves_a_mailbox_another_process_polls(mailbox, mailbridge_fo
         daemon.release()
     assert "1 new_ticket" in desk("poll", "--once").stdout
     db.engine.dispose()
+
+
+def test_hosts_starting_together_each_run_init(mailbox, mailbridge_for, postgres_server):
+    """systemd runs `init` before every start: two hosts booting at once must both come up."""
+    url = postgres_server.create_database("mailbridge_init_together")
+    desk = mailbridge_for(mailbox, database={"url": url}, init=False)
+    processes = [desk.start("init") for _ in range(3)]
+    results = [process.communicate(timeout=120) + (process.returncode,) for process in processes]
+    assert [code for _out, _err, code in results] == [0, 0, 0], results
+    assert sum("database: created" in out for out, _err, _code in results) == 1

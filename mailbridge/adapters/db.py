@@ -28,6 +28,7 @@ from mailbridge.errors import ConfigError, StorageError
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 SCHEMA_HEAD = "0005"  # the newest revision in migrations/versions
+MIGRATION_LOCK = 0x6D61696C62726467  # "mailbrdg": the advisory lock `init` holds while it migrates
 
 # PostgreSQL full-text search: the expressions the GIN indexes are built on, and
 # which `tickets search` must repeat word for word for the planner to use them.
@@ -224,6 +225,8 @@ class Database:
                     connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
                 try:
                     with connection.begin():
+                        if self.coordinated:  # hosts starting together: one migrates, the others wait, then find it done
+                            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                         before = MigrationContext.configure(connection).get_current_revision()
                         command.upgrade(self._alembic(connection), "head")
                         after = MigrationContext.configure(connection).get_current_revision()

@@ -127,7 +127,12 @@ class ImapConnection:
         try:
             for name in names:
                 if not self._c.folder_exists(name):
-                    self._c.create_folder(name)
+                    try:
+                        self._c.create_folder(name)
+                    except _FAILURES:
+                        if not self._c.folder_exists(name):
+                            raise
+                        continue  # another host's `init` made it just now
                     created.append(name)
         except _FAILURES as exc:
             raise _fail("cannot create folder", exc) from None
