@@ -175,8 +175,13 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
         loops.append(IntakeLoop(intake, answer, heartbeat.beat))
     scheduler = BackgroundScheduler(timezone=settings.policy.timezone)
     common = {"max_instances": 1, "coalesce": True, "next_run_time": clock()}
-    for seconds, job, name in ((30, jobs.acknowledge, "acknowledge"), (300, jobs.sla, "sla"),
-                               (15, jobs.send, "outbox"), (86400, jobs.retention, "retention")):
+    def acknowledge() -> None:
+        # What the round queued goes out now, not at the sender's next round.
+        if _guarded(jobs.acknowledge, clock()).get("acknowledged"):
+            _guarded(jobs.send, clock())
+
+    scheduler.add_job(acknowledge, "interval", seconds=30, id="acknowledge", **common)
+    for seconds, job, name in ((300, jobs.sla, "sla"), (15, jobs.send, "outbox"), (86400, jobs.retention, "retention")):
         scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
     started = clock()
 

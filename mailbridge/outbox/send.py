@@ -11,6 +11,7 @@ permanent refusal (5xx), the message is `failed` and the assignee is told.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -42,7 +43,9 @@ T_OUTBOX = Outbox.__table__
 T_EVENT = Event.__table__
 T_TICKET = Ticket.__table__
 T_REPORTER = Reporter.__table__
-BATCH = 100
+BATCH = 100  # rows marked for a retry at once when the server cannot be reached
+ROUND_LIMIT = 2000  # mails one round sends at most over one connection,
+ROUND_SECONDS = 60.0  # and for at most this long: a backlog drains in a few rounds, not at 100 per 15 s
 MAX_DELAY = timedelta(hours=4)
 LEASE = timedelta(minutes=10)  # SQLite: how long a claimed row waits before a crashed send is retried
 
@@ -121,7 +124,10 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
                 _record_failure(conn, settings, row, str(exc), now, permanent=False, report=report)
         return report
     try:
-        for _ in range(BATCH):
+        started = time.monotonic()
+        for _ in range(ROUND_LIMIT):
+            if time.monotonic() - started > ROUND_SECONDS:
+                break
             server_unwell = sent = False
             with _next_due(db, now) as (row, outcome):
                 if row is None:
