@@ -163,3 +163,33 @@ def test_hosts_starting_together_each_run_init(mailbox, mailbridge_for, postgres
     results = [process.communicate(timeout=120) + (process.returncode,) for process in processes]
     assert [code for _out, _err, code in results] == [0, 0, 0], results
     assert sum("database: created" in out for out, _err, _code in results) == 1
+
+
+def test_a_postgresql_restart_under_a_running_daemon_loses_nothing(mailbox, smtp_sink, mailbridge_for,
+                                                                   postgres_server, tmp_path):
+    url = postgres_server.create_database("mailbridge_pg_restart")
+    desk = mailbridge_for(mailbox, smtp_sink, database={"url": url}, agents=AGENTS, imap={"poll_interval": 1})
+    engine = sa.create_engine(url)
+
+    def tickets() -> int:
+        with engine.connect() as connection:
+            return connection.execute(sa.text("SELECT count(*) FROM ticket")).scalar()
+
+    journal = tmp_path / "daemon.log"
+    daemon = desk.start("run", output=journal)
+    try:
+        mailbox.deliver(simple_mail(1))
+        _wait(lambda: tickets() == 1, 60, "the first mail")
+        postgres_server.restart()  # every session cut, the mailbox lock's too
+        engine.dispose()
+        mailbox.deliver(simple_mail(2))
+        _wait(lambda: tickets() == 2, 90, "the mail after the restart")
+        _wait(lambda: len(smtp_sink.messages) >= 4, 60, "both acknowledgements and notices")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+        engine.dispose()
+    events = [json.loads(line)["event"] for line in journal.read_text().splitlines() if line.startswith("{")]
+    assert "intake.lock_lost" in events or "intake.unavailable" in events
+    assert mailbox.count("INBOX") == 0
+    assert len({m["Message-ID"] for m in smtp_sink.messages}) == len(smtp_sink.messages) == 4

@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from mailbridge.errors import ConfigError, StorageError
+from mailbridge.logs import get_logger
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 SCHEMA_HEAD = "0005"  # the newest revision in migrations/versions
@@ -260,11 +261,13 @@ class Database:
         try:
             if vacuum:
                 raw.driver_connection.execute("VACUUM")
-            for _ in range(10):
+            for _ in range(60):
                 busy, _log, _done = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 if not busy:
                     return
                 time.sleep(0.2)  # a reader holds an old snapshot; it lets go soon
+            # Still held after 12 s: say so (the next erasure or retention run empties it).
+            get_logger("mailbridge.db").warning("db.wal_not_emptied")
         finally:
             raw.close()
 
