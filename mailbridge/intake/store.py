@@ -595,8 +595,7 @@ class MailStore:
                 self.conn.execute(_insert_statement(table), rows)
                 rows.clear()
         if self.assignments is not None:
-            for ticket_id, area, text in self.pending_assignments:
-                self.assignments.assign(ticket_id, area, self.ctx.now, text)
+            self.assignments.assign_many(self.pending_assignments, self.ctx.now)
         self.pending_assignments.clear()
         if self.casework is not None:
             for ticket_id, missing, unknown in self.incomplete_forms:

@@ -52,32 +52,45 @@ def new_message_id(template: str, ticket_ref: str, from_address: str) -> str:
 
 def queue_mail(conn: sa.Connection, settings: Settings, mail: OutgoingMail, now: datetime) -> str:
     """Writes the outbox row and the ticket's `out` message; returns our Message-ID."""
-    ref = format_ticket_id(mail.ticket_id, settings.tickets.id_prefix) if mail.ticket_id else "system"
-    message_id = new_message_id(mail.template, ref, settings.smtp.from_address)
-    headers = {"Reply-To": settings.smtp.from_address, "X-Mailbridge-Ticket": ref}
-    if mail.in_reply_to:
-        headers["In-Reply-To"] = mail.in_reply_to
-    references = [r for r in mail.references if r]
-    if references:
-        headers["References"] = " ".join(dict.fromkeys(references))
-    if mail.template in AUTOMATIC:
-        headers["Auto-Submitted"] = "auto-replied"
-    conn.execute(sa.insert(T_OUTBOX), {
-        "ticket_id": mail.ticket_id, "template": mail.template, "recipients": ", ".join(mail.to),
-        "subject": mail.subject, "message_id": message_id, "headers": json.dumps(headers, ensure_ascii=False),
-        "body_text": mail.text, "body_html": mail.html, "attachments": json.dumps(list(mail.attachments)),
-        "status": "queued", "attempts": 0, "next_attempt_at": now,
-        "last_error": "", "created_at": now,
-    })
-    if mail.ticket_id is not None:
-        conn.execute(sa.insert(T_MESSAGE), {
-            "ticket_id": mail.ticket_id, "direction": "out", "kind": mail.template,
-            "internal": mail.template in INTERNAL, "message_id": message_id, "sender": settings.smtp.from_address,
-            "sender_name": settings.smtp.from_name, "to_addrs": ", ".join(mail.to), "cc_addrs": "",
-            "subject": mail.subject, "text": mail.text, "new_text": mail.text, "html": mail.html,
-            "references": " ".join(references), "reason": "", "raw_sha256": "", "created_at": now,
+    return queue_mails(conn, settings, [mail], now)[0]
+
+
+def queue_mails(conn: sa.Connection, settings: Settings, mails: list[OutgoingMail], now: datetime) -> list[str]:
+    """`queue_mail` for many: one statement per table, whatever their number (a round trip
+    each is what a batch of new tickets costs on a database server)."""
+    outbox_rows, message_rows, message_ids = [], [], []
+    for mail in mails:
+        ref = format_ticket_id(mail.ticket_id, settings.tickets.id_prefix) if mail.ticket_id else "system"
+        message_id = new_message_id(mail.template, ref, settings.smtp.from_address)
+        message_ids.append(message_id)
+        headers = {"Reply-To": settings.smtp.from_address, "X-Mailbridge-Ticket": ref}
+        if mail.in_reply_to:
+            headers["In-Reply-To"] = mail.in_reply_to
+        references = [r for r in mail.references if r]
+        if references:
+            headers["References"] = " ".join(dict.fromkeys(references))
+        if mail.template in AUTOMATIC:
+            headers["Auto-Submitted"] = "auto-replied"
+        outbox_rows.append({
+            "ticket_id": mail.ticket_id, "template": mail.template, "recipients": ", ".join(mail.to),
+            "subject": mail.subject, "message_id": message_id, "headers": json.dumps(headers, ensure_ascii=False),
+            "body_text": mail.text, "body_html": mail.html, "attachments": json.dumps(list(mail.attachments)),
+            "status": "queued", "attempts": 0, "next_attempt_at": now,
+            "last_error": "", "created_at": now,
         })
-    return message_id
+        if mail.ticket_id is not None:
+            message_rows.append({
+                "ticket_id": mail.ticket_id, "direction": "out", "kind": mail.template,
+                "internal": mail.template in INTERNAL, "message_id": message_id, "sender": settings.smtp.from_address,
+                "sender_name": settings.smtp.from_name, "to_addrs": ", ".join(mail.to), "cc_addrs": "",
+                "subject": mail.subject, "text": mail.text, "new_text": mail.text, "html": mail.html,
+                "references": " ".join(references), "reason": "", "raw_sha256": "", "created_at": now,
+            })
+    if outbox_rows:
+        conn.execute(sa.insert(T_OUTBOX), outbox_rows)
+    if message_rows:
+        conn.execute(sa.insert(T_MESSAGE), message_rows)
+    return message_ids
 
 
 def notify_agent(conn: sa.Connection, agent: str, ticket_id: int | None, kind: str, text: str, now: datetime) -> None:
@@ -88,34 +101,48 @@ def notify_agent(conn: sa.Connection, agent: str, ticket_id: int | None, kind: s
 
 def ticket_context(conn: sa.Connection, settings: Settings, ticket_id: int) -> dict:
     """What every template gets: the ticket, its reporter, the company."""
-    ticket = conn.execute(sa.select(T_TICKET).where(T_TICKET.c.id == ticket_id)).one()
-    reporter = None
-    if ticket.reporter_id is not None:
-        reporter = conn.execute(sa.select(T_REPORTER.c.name, T_REPORTER.c.email)
-                                .where(T_REPORTER.c.id == ticket.reporter_id)).one()
-    agent = next((a for a in settings.agents if a.email == ticket.assignee), None)
-    return {
-        "ticket": {
-            "id": format_ticket_id(ticket.id, settings.tickets.id_prefix), "subject": ticket.subject,
-            "status": ticket.status, "category": ticket.category, "area": ticket.area, "channel": ticket.channel,
-            "created_at": ticket.created_at, "ack_deadline": ticket.ack_deadline, "language": ticket.language,
-        },
-        "reporter": {"name": reporter.name if reporter else "", "email": (reporter.email or "") if reporter else ""},
-        "agent": {"name": agent.name, "email": agent.email} if agent else None,
-        "division": None,
-        "company": {"name": settings.outbox.company_name, "support_address": settings.smtp.from_address,
-                    "website": settings.outbox.website},
-        "reopen_days": settings.tickets.reopen_days,
-    }
+    return ticket_contexts(conn, settings, [ticket_id])[ticket_id]
+
+
+def ticket_contexts(conn: sa.Connection, settings: Settings, ticket_ids: list[int]) -> dict[int, dict]:
+    """`ticket_context` for many tickets in one query."""
+    rows = conn.execute(
+        sa.select(T_TICKET, T_REPORTER.c.name.label("reporter_name"), T_REPORTER.c.email.label("reporter_email"))
+        .join(T_REPORTER, T_REPORTER.c.id == T_TICKET.c.reporter_id, isouter=True)
+        .where(T_TICKET.c.id.in_(ticket_ids))
+    ).all()
+    agents = {a.email: a for a in settings.agents}
+    contexts = {}
+    for ticket in rows:
+        agent = agents.get(ticket.assignee)
+        contexts[ticket.id] = {
+            "ticket": {
+                "id": format_ticket_id(ticket.id, settings.tickets.id_prefix), "subject": ticket.subject,
+                "status": ticket.status, "category": ticket.category, "area": ticket.area, "channel": ticket.channel,
+                "created_at": ticket.created_at, "ack_deadline": ticket.ack_deadline, "language": ticket.language,
+            },
+            "reporter": {"name": ticket.reporter_name or "", "email": ticket.reporter_email or ""},
+            "agent": {"name": agent.name, "email": agent.email} if agent else None,
+            "division": None,
+            "company": {"name": settings.outbox.company_name, "support_address": settings.smtp.from_address,
+                        "website": settings.outbox.website},
+            "reopen_days": settings.tickets.reopen_days,
+        }
+    return contexts
 
 
 def first_message_id(conn: sa.Connection, ticket_id: int) -> str:
     """The customer's first mail on the ticket: what our notices answer."""
-    return conn.execute(
-        sa.select(T_MESSAGE.c.message_id).where(T_MESSAGE.c.ticket_id == ticket_id, T_MESSAGE.c.direction == "in",
-                                                T_MESSAGE.c.message_id != "")
-        .order_by(T_MESSAGE.c.id).limit(1)
-    ).scalar() or ""
+    return first_message_ids(conn, [ticket_id]).get(ticket_id, "")
+
+
+def first_message_ids(conn: sa.Connection, ticket_ids: list[int]) -> dict[int, str]:
+    """`first_message_id` for many tickets in one query."""
+    first = (sa.select(T_MESSAGE.c.ticket_id, sa.func.min(T_MESSAGE.c.id).label("id"))
+             .where(T_MESSAGE.c.ticket_id.in_(ticket_ids), T_MESSAGE.c.direction == "in", T_MESSAGE.c.message_id != "")
+             .group_by(T_MESSAGE.c.ticket_id).subquery())
+    return dict(conn.execute(sa.select(T_MESSAGE.c.ticket_id, T_MESSAGE.c.message_id)
+                             .join(first, first.c.id == T_MESSAGE.c.id)).all())
 
 
 def render_mail(renderer: Renderer, template: str, language: str, context: dict, to: tuple[str, ...],

@@ -11,13 +11,14 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mailbridge.config import Settings
-from mailbridge.models import OPEN_SQL, Event, Ticket
-from mailbridge.outbox.queue import first_message_id, notify_agent, queue_mail, render_mail, ticket_context
+from mailbridge.models import OPEN_SQL, Event, Notification, Ticket
+from mailbridge.outbox.queue import first_message_ids, queue_mails, render_mail, ticket_contexts
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
 
 T_TICKET = Ticket.__table__
 T_EVENT = Event.__table__
+T_NOTIFICATION = Notification.__table__
 
 
 class AssignmentBook:
@@ -46,29 +47,49 @@ class AssignmentBook:
 
     def assign(self, ticket_id: int, area: str, now: datetime, customer_text: str = "", by: str = "system") -> str | None:
         """Chooses, records and tells the agent; returns the agent's address (None: nobody)."""
-        if not self.settings.agents:
-            return None
+        return self.assign_many([(ticket_id, area, customer_text)], now, by).get(ticket_id)
+
+    def assign_many(self, tickets: list[tuple[int, str, str]], now: datetime, by: str = "system") -> dict[int, str | None]:
+        """`assign` for a batch of new tickets ((id, area, customer text), …): the choices one by
+        one, as loads change, and the writes one statement per table for the whole batch."""
+        if not self.settings.agents or not tickets:
+            return {}
         load = self._load()
-        loads = [AgentLoad(a.email, frozenset(a.areas), a.active, a.fallback, load.get(a.email, 0), self._last.get(a.email))
-                 for a in self.settings.agents]
-        agent = choose_agent(area, loads)
-        if agent is None:
-            self.conn.execute(sa.insert(T_EVENT), {"ticket_id": ticket_id, "type": "ticket.unassigned", "at": now,
-                                                   "by": by, "detail": '{"reason": "no active agent covers the area"}'})
-            return None
-        self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id).values(assignee=agent, assigned_at=now))
-        load[agent] = load.get(agent, 0) + 1
-        self._last[agent] = now
-        self.conn.execute(sa.insert(T_EVENT), {"ticket_id": ticket_id, "type": "ticket.assigned", "at": now, "by": by,
-                                               "detail": f'{{"agent": "{agent}"}}'})
-        context = ticket_context(self.conn, self.settings, ticket_id)
-        context.update(text=customer_text)
+        agents = {a.email: a for a in self.settings.agents}
+        ids = [ticket_id for ticket_id, _, _ in tickets]
+        contexts = ticket_contexts(self.conn, self.settings, ids)
+        answering = first_message_ids(self.conn, ids)
         language = self.settings.tickets.default_language
-        mail = render_mail(self.renderer, "agent_assigned", language, context, (agent,), ticket_id,
-                           in_reply_to=first_message_id(self.conn, ticket_id))
-        queue_mail(self.conn, self.settings, mail, now)
-        notify_agent(self.conn, agent, ticket_id, "assigned", mail.subject, now)
-        return agent
+        chosen: dict[int, str | None] = {}
+        events, mails = [], []
+        for ticket_id, area, customer_text in tickets:
+            loads = [AgentLoad(a.email, frozenset(a.areas), a.active, a.fallback, load.get(a.email, 0),
+                               self._last.get(a.email)) for a in self.settings.agents]
+            agent = chosen[ticket_id] = choose_agent(area, loads)
+            if agent is None:
+                events.append({"ticket_id": ticket_id, "type": "ticket.unassigned", "at": now, "by": by,
+                               "detail": '{"reason": "no active agent covers the area"}'})
+                continue
+            load[agent] = load.get(agent, 0) + 1
+            self._last[agent] = now
+            events.append({"ticket_id": ticket_id, "type": "ticket.assigned", "at": now, "by": by,
+                           "detail": f'{{"agent": "{agent}"}}'})
+            context = contexts[ticket_id]
+            context.update(agent={"name": agents[agent].name, "email": agent}, text=customer_text)
+            mails.append(render_mail(self.renderer, "agent_assigned", language, context, (agent,), ticket_id,
+                                     in_reply_to=answering.get(ticket_id, "")))
+        given = [{"ticket": t, "agent": a} for t, a in chosen.items() if a is not None]
+        if given:
+            self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == sa.bindparam("ticket"))
+                              .values(assignee=sa.bindparam("agent"), assigned_at=now), given)
+        if events:
+            self.conn.execute(sa.insert(T_EVENT), events)
+        if mails:
+            queue_mails(self.conn, self.settings, mails, now)
+            self.conn.execute(sa.insert(T_NOTIFICATION), [
+                {"agent": mail.to[0], "ticket_id": mail.ticket_id, "kind": "assigned", "text": mail.subject,
+                 "created_at": now} for mail in mails])
+        return chosen
 
 
 def _aware(value: datetime) -> datetime:
