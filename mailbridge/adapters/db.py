@@ -38,10 +38,16 @@ MESSAGE_SEARCH_VECTOR = "to_tsvector('{config}'::regconfig, left(message.subject
 TICKET_SEARCH_VECTOR = "to_tsvector('{config}'::regconfig, left(ticket.subject, 100000))"
 
 
+_search_configs: dict[str, str] = {}  # per server: asked once per process, not per search
+
+
 def text_search_config(connection: sa.Connection) -> str:
     """Hungarian stemming where the server has the dictionary (standard builds do), else `simple`."""
-    found = connection.execute(sa.text("SELECT 1 FROM pg_ts_config WHERE cfgname = 'hungarian'")).first()
-    return "hungarian" if found else "simple"
+    server = connection.engine.url.render_as_string(hide_password=True)
+    if server not in _search_configs:
+        found = connection.execute(sa.text("SELECT 1 FROM pg_ts_config WHERE cfgname = 'hungarian'")).first()
+        _search_configs[server] = "hungarian" if found else "simple"
+    return _search_configs[server]
 
 
 def _sqlite_file(url: sa.URL) -> Path | None:
@@ -95,6 +101,11 @@ def make_engine(url: str) -> sa.Engine:
         raise ConfigError(f"database.url: no driver for {parsed.drivername!r}: {exc}") from None
 
 
+def coordinated(engine: sa.Engine) -> bool:
+    """Several hosts may share this database (PostgreSQL): claim rows and locks before acting."""
+    return engine.dialect.name == "postgresql"
+
+
 class PollerLock:
     """One poller per mailbox across every host: a PostgreSQL session advisory lock.
 
@@ -113,7 +124,7 @@ class PollerLock:
 
     @property
     def coordinated(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
+        return coordinated(self.engine)
 
     def acquire(self) -> bool:
         """True when this process may poll the mailbox now; never waits."""
@@ -185,8 +196,7 @@ class Database:
 
     @property
     def coordinated(self) -> bool:
-        """Several hosts may share this database (PostgreSQL): claim rows before acting on them."""
-        return self.engine.dialect.name == "postgresql"
+        return coordinated(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

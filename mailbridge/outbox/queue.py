@@ -95,8 +95,15 @@ def queue_mails(conn: sa.Connection, settings: Settings, mails: list[OutgoingMai
 
 def notify_agent(conn: sa.Connection, agent: str, ticket_id: int | None, kind: str, text: str, now: datetime) -> None:
     """The in-system half of telling an agent (the mail is the other half)."""
-    conn.execute(sa.insert(T_NOTIFICATION), {"agent": agent, "ticket_id": ticket_id, "kind": kind, "text": text,
-                                             "created_at": now})
+    notify_agents(conn, [(agent, ticket_id, kind, text)], now)
+
+
+def notify_agents(conn: sa.Connection, notices: list[tuple[str, int | None, str, str]], now: datetime) -> None:
+    """`notify_agent` for many (agent, ticket, kind, text) notices in one statement."""
+    if notices:
+        conn.execute(sa.insert(T_NOTIFICATION), [
+            {"agent": agent, "ticket_id": ticket_id, "kind": kind, "text": text, "created_at": now}
+            for agent, ticket_id, kind, text in notices])
 
 
 def ticket_context(conn: sa.Connection, settings: Settings, ticket_id: int) -> dict:

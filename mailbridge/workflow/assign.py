@@ -11,14 +11,13 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mailbridge.config import Settings
-from mailbridge.models import OPEN_SQL, Event, Notification, Ticket
-from mailbridge.outbox.queue import first_message_ids, queue_mails, render_mail, ticket_contexts
+from mailbridge.models import OPEN_SQL, Event, Ticket
+from mailbridge.outbox.queue import first_message_ids, notify_agents, queue_mails, render_mail, ticket_contexts
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
 
 T_TICKET = Ticket.__table__
 T_EVENT = Event.__table__
-T_NOTIFICATION = Notification.__table__
 
 
 class AssignmentBook:
@@ -86,9 +85,7 @@ class AssignmentBook:
             self.conn.execute(sa.insert(T_EVENT), events)
         if mails:
             queue_mails(self.conn, self.settings, mails, now)
-            self.conn.execute(sa.insert(T_NOTIFICATION), [
-                {"agent": mail.to[0], "ticket_id": mail.ticket_id, "kind": "assigned", "text": mail.subject,
-                 "created_at": now} for mail in mails])
+            notify_agents(self.conn, [(mail.to[0], mail.ticket_id, "assigned", mail.subject) for mail in mails], now)
         return chosen
 
 
