@@ -177,19 +177,49 @@ def new_text_of(text: str) -> str:
     return "\n".join(lines).strip()
 
 
+# Names Windows gives to devices, whatever the extension ("CON.txt" opens the console).
+_RESERVED_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{device}{n}" for device in ("COM", "LPT") for n in (*"0123456789", "\u00b9", "\u00b2", "\u00b3")]
+)
+# Characters that NTFS, FAT or exFAT refuse (":" even opens an alternate data stream).
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
+MAX_FILENAME_BYTES = 240  # ext4, XFS and most others stop at 255 bytes of UTF-8
+
+
+def _visible(ch: str) -> str:
+    """The character, a plain space for other spaces, or nothing for the invisible ones:
+    controls, format characters (bidi overrides like U+202E, zero widths), line and
+    paragraph separators and lone surrogates."""
+    category = unicodedata.category(ch)
+    if category in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        return ""
+    return " " if category == "Zs" else ch
+
+
+def _shorten(name: str) -> str:
+    """At most MAX_FILENAME characters and MAX_FILENAME_BYTES bytes, the extension kept."""
+    stem, dot, ext = name.rpartition(".")
+    if not (dot and stem and 0 < len(ext) <= 10):
+        stem, ext = name, ""
+    suffix = "." + ext if ext else ""
+    while stem and (len(stem + suffix) > MAX_FILENAME or len((stem + suffix).encode()) > MAX_FILENAME_BYTES):
+        stem = stem[: min(len(stem) - 1, MAX_FILENAME - len(suffix))]
+    return (stem.rstrip(" .") + suffix) if stem else name[:MAX_FILENAME]
+
+
 def sanitize_filename(name: str, content_type: str = "") -> str:
-    """A name safe on any disk: no folders, no `..`, no control characters, bounded."""
+    """A name safe on any disk: no folders, no `..`, no control or invisible characters
+    (no bidi tricks: "invoice\u202efdp.exe" shows as "invoiceexe.pdf"), none that Windows
+    refuses, no device names (CON, COM1, ...), no trailing dots or spaces, bounded."""
     name = unicodedata.normalize("NFC", name or "")
     name = re.split(r"[/\\]", name)[-1]
-    name = _CONTROL.sub("", name)
+    name = "".join(_visible(ch) for ch in name)
+    name = _WINDOWS_FORBIDDEN.sub("_", name)
     name = name.replace("..", "_")
-    name = name.strip(" .")
-    if len(name) > MAX_FILENAME:
-        stem, dot, ext = name.rpartition(".")
-        if dot and 0 < len(ext) <= 10:
-            name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
-        else:
-            name = name[:MAX_FILENAME]
+    name = _shorten(name.strip(" ."))
+    if name.split(".")[0].rstrip(" ").upper() in _RESERVED_NAMES:
+        name = "_" + name
     if not any(ch.isalnum() for ch in name):
         ext = mimetypes.guess_extension(content_type or "") or ""
         name = "attachment" + ext
@@ -436,7 +466,7 @@ def _attachments(parsed, raw: bytes, limit: int, set_aside: list[tuple[int, int]
         disposition = (item.get("content-disposition") or "").lower()
         inline = disposition.startswith("inline") or (bool(content_id) and not disposition.startswith("attachment"))
         if content_type == "application/ms-tnef" or raw_name.lower() == "winmail.dat":
-            unpacked = list(_tnef_files(data))
+            unpacked = _tnef_files(data)
             if unpacked:
                 for name, blob in unpacked:
                     yield _part(name, mimetypes.guess_type(name)[0] or "application/octet-stream", blob, "", False, limit)
@@ -455,16 +485,25 @@ def _part(name: str, content_type: str, data: bytes, content_id: str, inline: bo
     return Part(filename, content_type, len(data), digest, data, content_id, inline)
 
 
-def _tnef_files(data: bytes):  # type: ignore[no-untyped-def]
+def _tnef_files(data: bytes) -> list[tuple[str, bytes]]:
+    """The files inside winmail.dat; none when it cannot be unpacked (then it is kept as it is)."""
     try:
         tnef = TNEF(data)
-    except Exception:  # not real TNEF: keep winmail.dat as it is
-        return
-    for attachment in tnef.attachments:
-        name = attachment.long_filename() or attachment.name or ""
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        yield name.rstrip("\x00"), attachment.data
+        # A torn winmail.dat "unpacks" into empty files: then the original says more.
+        return [(_tnef_name(attachment), attachment.data) for attachment in tnef.attachments if attachment.data]
+    except Exception:  # not real TNEF, or tnefparse choking on it: one file lost is worse
+        return []
+
+
+def _tnef_name(attachment) -> str:  # type: ignore[no-untyped-def]
+    try:
+        name = attachment.long_filename() or ""
+    except UnicodeDecodeError:
+        # tnefparse reads the 8.3 title as UTF-8; Outlook writes it in the message's code page.
+        name = _decode_text(getattr(attachment, "_name", b"") or b"", attachment.codepage)
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return name.rstrip("\x00")
 
 
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
