@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailbridge.policy.authenticity import agent_is_authentic
+from mailbridge.policy.authenticity import sender_is_authentic
 
 TRUSTED = frozenset({"mx.google.com", "mx.crossec.com"})
 ANNA = "kiss.anna@crossec.com"
@@ -26,6 +26,7 @@ M365 = (
 )
 OPENDKIM = "mx.crossec.com; dkim=pass (2048-bit key; unprotected) header.d=crossec.com header.i=@crossec.com header.b=xyz"
 FORGED = "evil.example; dkim=pass header.d=crossec.com; spf=pass smtp.mailfrom=crossec.com"
+BORDER_FAIL = "mx.crossec.com; dkim=fail (bad signature) header.d=crossec.com"
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,17 @@ FORGED = "evil.example; dkim=pass header.d=crossec.com; spf=pass smtp.mailfrom=c
         ((FORGED, OPENDKIM), ANNA, True, "dkim pass for crossec.com by mx.crossec.com"),
         ((M365, "garbage", FORGED, GMAIL), ANNA, True, "by mx.google.com"),
         ((FORGED, "mx.crossec.com; dkim=fail header.d=crossec.com"), ANNA, False, "dkim fail for crossec.com by mx.crossec.com"),
+        # only the topmost header of a trusted server counts (RFC 8601: the border adds its own on top)
+        ((BORDER_FAIL, OPENDKIM), ANNA, False, "dkim fail for crossec.com by mx.crossec.com (topmost of 2"),
+        ((OPENDKIM, BORDER_FAIL), ANNA, True, "dkim pass for crossec.com by mx.crossec.com (topmost of 2"),
+        ((BORDER_FAIL, OPENDKIM, OPENDKIM), ANNA, False, "topmost of 3"),
+        ((FORGED, BORDER_FAIL, OPENDKIM), ANNA, False, "dkim fail"),  # untrusted headers above do not matter
+        ((M365, "mx.crossec.com; dkim=none; spf=none smtp.mailfrom=crossec.com", OPENDKIM), ANNA, False, "dkim none"),
+        (("mx.crossec.com; none", OPENDKIM), ANNA, False, "no dkim or spf result from mx.crossec.com"),
+        (("mx.crossec.com; dkim=pass header.d=crossec.com; garbage!!", OPENDKIM), ANNA, False,
+         "unreadable Authentication-Results from mx.crossec.com"),  # unreadable on top: a fail, not a skip
+        ((GMAIL, BORDER_FAIL), ANNA, True, "by mx.google.com"),  # two trusted servers: the topmost decides
+        ((BORDER_FAIL, GMAIL), ANNA, False, "dkim fail for crossec.com by mx.crossec.com"),
         # fails and misalignment from a trusted server
         (("mx.crossec.com; dkim=fail (bad signature) header.d=crossec.com",), ANNA, False, "dkim fail"),
         (("mx.crossec.com; dkim=pass header.d=gmail.com",), ANNA, False, "dkim pass for gmail.com (not crossec.com)"),
@@ -79,12 +91,12 @@ FORGED = "evil.example; dkim=pass header.d=crossec.com; spf=pass smtp.mailfrom=c
         (('"quoted id"; dkim=pass header.d=crossec.com',), ANNA, False, "unreadable"),
         (("mx.crossec.com; dkim=pass header.d=crossec.com\x00\xff(",), ANNA, False, "unreadable"),
         ((), ANNA, False, "no Authentication-Results header"),
-        ((OPENDKIM,), "not an address", False, "has no domain"),
+        ((OPENDKIM,), "not an address", False, "sender has no domain"),
         ((OPENDKIM,), "", False, "has no domain"),
     ],
 )
-def test_agent_is_authentic(headers, sender, ok, reason):
-    got_ok, got_reason = agent_is_authentic(headers, sender, TRUSTED)
+def test_sender_is_authentic(headers, sender, ok, reason):
+    got_ok, got_reason = sender_is_authentic(headers, sender, TRUSTED)
     assert (got_ok, reason in got_reason) == (ok, True), got_reason
 
 
@@ -98,10 +110,27 @@ def test_agent_is_authentic(headers, sender, ok, reason):
     ],
 )
 def test_trusted_list(trusted, ok, reason):
-    got_ok, got_reason = agent_is_authentic((OPENDKIM,), ANNA, trusted)
+    got_ok, got_reason = sender_is_authentic((OPENDKIM,), ANNA, trusted)
     assert got_ok is ok
     assert reason in got_reason
 
 
 def test_m365_not_trusted_even_with_empty_id_in_list():
-    assert agent_is_authentic((M365,), ANNA, ("", "mx.crossec.com"))[0] is False
+    assert sender_is_authentic((M365,), ANNA, ("", "mx.crossec.com"))[0] is False
+
+
+def test_the_parsed_mail_gives_the_headers_top_first():
+    """The order the check relies on: first in the file = topmost = added last, by our border."""
+    from mailbridge.intake.parse import parse_mail
+
+    raw = (f"Authentication-Results: {BORDER_FAIL}\r\nAuthentication-Results: {OPENDKIM}\r\n"
+           f"From: Kiss Anna <{ANNA}>\r\nTo: support@crossec.com\r\nSubject: x\r\nMessage-ID: <a@b>\r\n\r\nszia\r\n")
+    headers = parse_mail(raw.encode(), 1000).headers.get_all("authentication-results")
+    assert headers == (BORDER_FAIL, OPENDKIM)
+    assert sender_is_authentic(headers, ANNA, TRUSTED)[0] is False
+
+
+def test_no_address_in_the_reason():
+    for headers in ((), ("garbage",), (FORGED,), (BORDER_FAIL,), (OPENDKIM,)):
+        for sender in (ANNA, "Kiss Anna <kiss.anna@crossec.com>", "kiss.anna"):
+            assert "kiss.anna" not in sender_is_authentic(headers, sender, TRUSTED)[1]

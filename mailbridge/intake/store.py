@@ -21,7 +21,7 @@ import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -51,11 +51,12 @@ from mailbridge.models import (
     Ticket,
 )
 from mailbridge.logs import get_logger
-from mailbridge.policy import loops, senders
-from mailbridge.policy.authenticity import agent_is_authentic
+from mailbridge.policy import bounces, loops, senders
+from mailbridge.policy.authenticity import sender_is_authentic
 from mailbridge.policy.commands import VALID_COMMANDS, read_commands
 
 _KIND_OF_ROLE = {senders.AGENT: "agent", senders.DIVISION: "division", senders.OUTSIDER: "outsider"}
+_FORGED_EVENT = {senders.AGENT: "mail.forged_agent", senders.DIVISION: "mail.forged_division"}
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
@@ -235,15 +236,23 @@ class MailStore:
         raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
 
         role = ""
+        report: bounces.BounceVerdict | None = None
         if verdict.is_person:
             outcome_kind, ticket_id, role = self._person_mail(prepared, match)
             kind = _KIND_OF_ROLE.get(role, "customer")
+        elif verdict.kind == loops.BOUNCE:
+            # Only a report about a message we sent to whom it names acts; any other is automatic mail.
+            report = self._judge_report(parsed)
+            ticket_id = report.ticket_id
+            outcome_kind = kind = loops.BOUNCE if report.counts else loops.AUTOMATIC
+            if not report.counts:
+                verdict = loops.Verdict.automatic(f"{verdict.reason}: {report.reason}")
         else:
             outcome_kind, ticket_id, kind = verdict.kind, match.ticket_id, verdict.kind
 
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
         self.attachments(parsed, message_pk, ticket_id)
-        if ticket_id is not None and role in (senders.AGENT, senders.DIVISION) and self.casework is not None:
+        if ticket_id is not None and role in senders.STAFF and self.casework is not None:
             self._flush_attachments()  # the agent's files travel on with the relay or escalation
             if role == senders.AGENT:
                 outcome_kind = self._agent_mail(parsed, ticket_id, message_pk)
@@ -251,8 +260,8 @@ class MailStore:
                 outcome_kind = self._division_mail(parsed, ticket_id, message_pk)
         if verdict.is_person and ticket_id is not None:
             self._tell_about_rejected_files(parsed, ticket_id)
-        if verdict.kind == loops.BOUNCE:
-            self._bounce(parsed, ticket_id)
+        if report is not None and report.counts:
+            self._bounce(report)
         elif not verdict.is_person:
             self.event(ticket_id, f"mail.{verdict.kind}", parsed.sender.email or "system",
                        {"reason": verdict.reason, "message": message_pk})
@@ -296,14 +305,17 @@ class MailStore:
         ).one()
         participants = self._participants_of(ticket.id, ticket.reporter_id)
         role = senders.sender_role(parsed.sender.email, participants)
-        if role == senders.AGENT and self.ctx.settings.security.require_agent_auth:
-            authentic, why = agent_is_authentic(parsed.headers.get_all("authentication-results"), parsed.sender.email,
-                                                tuple(self.ctx.settings.security.trusted_authserv_ids))
+        forged = False
+        if role in senders.STAFF and self.ctx.settings.security.require_agent_auth:
+            authentic, why = sender_is_authentic(parsed.headers.get_all("authentication-results"),
+                                                 parsed.sender.email,
+                                                 tuple(self.ctx.settings.security.trusted_authserv_ids))
             if not authentic:
-                # A forged agent address is a customer's message, and a warning (SPEC, security).
-                self.event(ticket.id, "mail.forged_agent", parsed.sender.email, {"reason": why})
-                log.warning("mail.forged_agent", ticket=ticket.id, reason=why)
-                role = senders.sender_role(parsed.sender.email, replace(participants, agents=frozenset()))
+                # A forged agent or division address changes nothing, and is a warning (SPEC, security).
+                event = _FORGED_EVENT[role]
+                self.event(ticket.id, event, parsed.sender.email, {"reason": why})
+                log.warning(event, ticket=ticket.id, reason=why)
+                role, forged = senders.proven_role(role, authentic), True
         effect = senders.reply_effect(role, ticket.status, ticket.resolved_at, self.ctx.now,
                                       self.ctx.settings.tickets.reopen_days)
         by = parsed.sender.email or "unknown"
@@ -319,7 +331,9 @@ class MailStore:
         if effect == senders.RECORD_ONLY:
             self.event(ticket.id, "mail.outsider", by, {"via": match.via})
             if self.casework is not None:
-                self.casework.tell_assignee(ticket.id, "outsider", "Nem résztvevő írt a bejelentéshez (nem változtatott rajta).")
+                self.casework.tell_assignee(ticket.id, "outsider", (
+                    "Munkatárs nevében, de hitelesítés nélkül érkezett levél (nem változtatott rajta)." if forged
+                    else "Nem résztvevő írt a bejelentéshez (nem változtatott rajta)."))
             return "outsider", ticket.id, role
         self.event(ticket.id, "mail.received", by, {"via": match.via, "role": role})
         return ("reopened" if effect == senders.REOPEN else "reply"), ticket.id, role
@@ -451,21 +465,35 @@ class MailStore:
                 self.event(ticket_id, "attachment.rejected", "system",
                            {"filename": part.filename, "size": part.size, "reason": part.reason})
 
-    def _bounce(self, parsed: ParsedMail, ticket_id: int | None) -> None:
-        report = parsed.report
-        ids = list(report.message_ids) if report else []
-        recipients = list(report.recipients) if report else []
-        bounced = list(self.conn.execute(sa.select(T_OUTBOX.c.id).where(T_OUTBOX.c.message_id.in_(ids))).scalars()) if ids else []
-        if bounced:
-            self.conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id.in_(bounced)).values(
-                status="bounced", last_error=("delivery report: " + ", ".join(recipients))[:500]))
-        detail = {"recipients": recipients, "about": ids, "outbox": bounced}
+    def _judge_report(self, parsed: ParsedMail) -> bounces.BounceVerdict:
+        ids = bounces.quoted_ids(parsed.report, parsed.references)
+        quoted = []
+        for part in _chunks(ids):
+            quoted.extend(
+                bounces.SentMail(row.id, row.ticket_id, row.message_id, bounces.recipients_of(row.recipients), row.status)
+                for row in self.conn.execute(
+                    sa.select(T_OUTBOX.c.id, T_OUTBOX.c.ticket_id, T_OUTBOX.c.message_id, T_OUTBOX.c.recipients,
+                              T_OUTBOX.c.status).where(T_OUTBOX.c.message_id.in_(part)).order_by(T_OUTBOX.c.id)))
+        verdict = bounces.judge_report(parsed.report, quoted)
+        if not verdict.counts:
+            log.info("mail.bounce_ignored", reason=verdict.reason, ticket=verdict.ticket_id)
+        return verdict
+
+    def _bounce(self, report: bounces.BounceVerdict) -> None:
+        """A report about a message we sent to whom it names, failed for good: no more
+        automatic mail goes to them."""
+        failed = ", ".join(report.undeliverable)
+        rows = [m.outbox_id for m in report.bounced]
+        self.conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id.in_(rows)).values(
+            status="bounced", last_error=("delivery report: " + failed)[:500]))
+        self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.email.in_(report.undeliverable))
+                          .values(undeliverable=True))
+        ticket_id = report.ticket_id
+        detail = {"recipients": list(report.undeliverable), "about": [m.message_id for m in report.bounced],
+                  "outbox": rows}
         self.event(ticket_id, "outbox.bounced" if ticket_id else "mail.bounce", "system", detail)
-        if report and report.permanent and recipients:
-            # No more automatic mail to an address that does not exist.
-            self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.email.in_(recipients)).values(undeliverable=True))
-        if ticket_id is not None and bounced and self.casework is not None:
-            self.casework.tell_assignee(ticket_id, "bounced", "Kézbesíthetetlen: " + ", ".join(recipients)[:300])
+        if ticket_id is not None and self.casework is not None:
+            self.casework.tell_assignee(ticket_id, "bounced", "Kézbesíthetetlen: " + failed[:300])
 
     def _agent_mail(self, parsed: ParsedMail, ticket_id: int, message_pk: int) -> str:
         """An authenticated agent's reply: commands first, then relay the text to the customer."""

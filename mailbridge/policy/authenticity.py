@@ -1,17 +1,23 @@
-"""Is a mail from an agent address really from that agent? Pure.
+"""Is a mail from an agent's (or a division's) address really theirs? Pure.
 
-SPEC "Who may do what by mail": a message counts as an agent's only when the
-receiving server's `Authentication-Results` (RFC 8601), written by a
-configured trusted `authserv-id`, shows DKIM or SPF pass for the sender's
-domain. `authres` parses the header values.
+SPEC "Who may do what by mail": a message counts as an agent's or a
+division's only when the receiving server's `Authentication-Results`
+(RFC 8601), written by a configured trusted `authserv-id`, shows DKIM or SPF
+pass for the sender's domain. `authres` parses the header values.
 
 Decisions:
 
 - Only headers whose authserv-id is in the trusted list count; all others are
-  ignored, since anyone can put such a header into the mail they send. This
-  relies on the trusted server removing headers that carry its own id from
-  incoming mail (RFC 8601 section 5; Gmail, Microsoft and OpenDKIM/OpenDMARC
-  setups do this). authserv-ids are compared case-insensitively.
+  ignored, since anyone can put such a header into the mail they send.
+  authserv-ids are compared case-insensitively.
+- Of those, only the topmost counts, pass or fail. The receiving border adds
+  its header on top (RFC 8601 section 5); a lower one carrying a trusted id
+  was written by the sender, or by a server further back that we cannot
+  vouch for, unless the border strips such headers, and not every setup
+  does. So a forger's lower `dkim=pass` under the border's `dkim=fail`
+  counts for nothing, and a mail with several headers of a trusted id is
+  believed only when the topmost passes. A topmost trusted header that
+  authres cannot read is a failure, never a reason to look further down.
 - DKIM: `dkim=pass` whose signing domain `header.d` (or, when `header.d` is
   absent, the domain of `header.i`) is the sender's domain, or a parent of it
   (From `a@hu.crossec.com`, d=`crossec.com`). This is DMARC "relaxed" alignment,
@@ -85,17 +91,18 @@ def _dkim_domain(result: AuthenticationResult) -> str:
     return _domain(i) if i is not None else ""
 
 
-def agent_is_authentic(
+def sender_is_authentic(
     auth_results: tuple[str, ...],
     sender: str,
     trusted_authserv_ids: frozenset[str] | tuple[str, ...],
 ) -> tuple[bool, str]:
     """(ok, reason). `auth_results`: the values of the message's Authentication-Results
-    headers (without the header name), top first; `sender`: the From address."""
+    headers (without the header name), top first, as in the file; `sender`: the From
+    address. The reason names domains and servers, never the address."""
     address = parseaddr(sender)[1] or sender
     sender_domain = _domain(address) if "@" in address else ""
     if not sender_domain:
-        return False, f"sender {sender!r} has no domain"
+        return False, "sender has no domain"
     trusted = {t.strip().rstrip(".").lower() for t in trusted_authserv_ids if t and t.strip()}
     if not trusted:
         return False, "no trusted authserv-id configured"
@@ -104,53 +111,67 @@ def agent_is_authentic(
 
     untrusted: list[str] = []
     notes: list[str] = []  # about ignored or unreadable headers
-    seen_trusted: list[str] = []
-    failures: list[str] = []
+    believed: list[tuple[str, authres.AuthenticationResultsHeader | None]] = []  # trusted id, top first
     for value in auth_results:
         if not isinstance(value, str):
             continue
-        if _NO_AUTHSERV_ID.match(value):
-            notes.append(M365_IGNORED)
-            continue
-        try:
-            header = authres.AuthenticationResultsHeader.parse_value(value)
-        except Exception:  # noqa: BLE001 - a malformed header must never raise
-            leading = _LEADING_ID.match(value)
-            if leading and leading.group(1).rstrip(".").lower() in trusted:
-                notes.append(f"unreadable Authentication-Results from {leading.group(1).lower()}")
-            else:
-                notes.append("unreadable Authentication-Results ignored")
-            continue
-        authserv = (header.authserv_id or "").rstrip(".").lower()
-        if not authserv or "=" in authserv:
-            notes.append(M365_IGNORED)
-            continue
-        if authserv not in trusted:
-            if authserv not in untrusted:
-                untrusted.append(authserv)
-            continue
-        seen_trusted.append(authserv)
-        for result in header.results:
-            if result.method == "dkim":
-                domain = _dkim_domain(result)
-                if result.result == "pass" and _aligned(sender_domain, domain):
-                    return True, f"dkim pass for {domain} by {authserv}"
-                failures.append(_describe("dkim", result.result, domain, sender_domain, authserv))
-            elif result.method == "spf":
-                mailfrom = _property(result, "smtp", "mailfrom")
-                domain = _domain(mailfrom) if mailfrom else ""
-                if result.result == "pass" and domain == sender_domain:
-                    return True, f"spf pass for {domain} by {authserv}"
-                failures.append(_describe("spf", result.result, domain, sender_domain, authserv))
+        authserv, header, note = _read(value)
+        if authserv in trusted:
+            believed.append((authserv, header))
+        elif note:
+            notes.append(note)
+        elif authserv not in untrusted:
+            untrusted.append(authserv)
 
+    if not believed:
+        if untrusted:
+            notes.insert(0, f"untrusted authserv-id {', '.join(untrusted)}")
+        reason = "no Authentication-Results from a trusted server"
+        return False, f"{reason}: {'; '.join(dict.fromkeys(notes))}" if notes else reason
+    authserv, header = believed[0]
+    ok, reason = _judge(header, authserv, sender_domain)
+    if len(believed) > 1:
+        reason += f" (topmost of {len(believed)} from trusted servers; the lower ones are not believed)"
+    return ok, reason
+
+
+def _read(value: str) -> tuple[str, authres.AuthenticationResultsHeader | None, str]:
+    """(authserv-id, parsed header, note). The id is "" when there is none; the header is
+    None when authres cannot read it (the id then comes from its leading word, if any)."""
+    if _NO_AUTHSERV_ID.match(value):
+        return "", None, M365_IGNORED
+    try:
+        header = authres.AuthenticationResultsHeader.parse_value(value)
+    except Exception:  # noqa: BLE001 - a malformed header must never raise
+        leading = _LEADING_ID.match(value)
+        authserv = leading.group(1).rstrip(".").lower() if leading else ""
+        return authserv, None, "unreadable Authentication-Results ignored"
+    authserv = (header.authserv_id or "").rstrip(".").lower()
+    if not authserv or "=" in authserv:
+        return "", None, M365_IGNORED
+    return authserv, header, ""
+
+
+def _judge(header: authres.AuthenticationResultsHeader | None, authserv: str, sender_domain: str) -> tuple[bool, str]:
+    """The verdict of one trusted server's header: a DKIM or SPF pass aligned with the sender's domain."""
+    if header is None:
+        return False, f"unreadable Authentication-Results from {authserv}"
+    failures: list[str] = []
+    for result in header.results:
+        if result.method == "dkim":
+            domain = _dkim_domain(result)
+            if result.result == "pass" and _aligned(sender_domain, domain):
+                return True, f"dkim pass for {domain} by {authserv}"
+            failures.append(_describe("dkim", result.result, domain, sender_domain, authserv))
+        elif result.method == "spf":
+            mailfrom = _property(result, "smtp", "mailfrom")
+            domain = _domain(mailfrom) if mailfrom else ""
+            if result.result == "pass" and domain == sender_domain:
+                return True, f"spf pass for {domain} by {authserv}"
+            failures.append(_describe("spf", result.result, domain, sender_domain, authserv))
     if failures:
         return False, "; ".join(dict.fromkeys(failures))
-    if seen_trusted:
-        return False, f"no dkim or spf result from {', '.join(dict.fromkeys(seen_trusted))}"
-    if untrusted:
-        notes.insert(0, f"untrusted authserv-id {', '.join(untrusted)}")
-    reason = "no Authentication-Results from a trusted server"
-    return False, f"{reason}: {'; '.join(dict.fromkeys(notes))}" if notes else reason
+    return False, f"no dkim or spf result from {authserv}"
 
 
 def _describe(method: str, result: str, domain: str, sender_domain: str, authserv: str) -> str:

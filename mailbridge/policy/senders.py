@@ -3,6 +3,9 @@
 A ticket changes only for its participants (reporter, the first mail's
 To/Cc, agents, divisions); anyone else's mail is kept on the ticket and the
 assignee is told, so a stranger who guesses a subject tag cannot steer it.
+Anyone can write a staff address in From, so staff rights also need the
+authenticity check (`policy.authenticity`); `proven_role` says what is left
+when it fails.
 """
 
 from __future__ import annotations
@@ -44,6 +47,18 @@ def sender_role(sender: str, who: Participants) -> str:
     if sender in who.others:
         return PARTICIPANT
     return OUTSIDER
+
+
+STAFF = frozenset({AGENT, DIVISION})
+
+
+def proven_role(role: str, authentic: bool) -> str:
+    """The role a mail acts with once the authenticity check has spoken. A staff address
+    that fails it gets no staff rights, nor a participant's (agents are often on a
+    ticket's Cc): the mail is an outsider's, recorded and changing nothing."""
+    if role in STAFF and not authentic:
+        return OUTSIDER
+    return role
 
 
 def reply_effect(role: str, status: str, resolved_at: datetime | None, now: datetime, reopen_days: int) -> str:
