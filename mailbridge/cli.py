@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -19,11 +20,18 @@ import click
 
 from mailbridge.config import Settings, config_path, load_settings
 from mailbridge.errors import ConfigError, MailbridgeError, UsageError
+from mailbridge.intake.thread import MAX_TICKET_NUMBER
 from mailbridge.logs import configure_logging, get_logger
 from mailbridge.models import TICKET_STATUSES
 
 log = get_logger("mailbridge.cli")
 MANUAL_CHANNELS = ("phone", "post", "social", "other")
+# Row IDs and counts given on the command line: the tables' IDs are 32-bit on PostgreSQL,
+# and a bigger number (or 10**20, which no database takes) can name nothing.
+ROW_NUMBER = click.IntRange(1, MAX_TICKET_NUMBER)
+# Times given on the command line: far enough either way for any real case, and far from
+# datetime's edges (years 1 and 9999), where a deadline or retention window would overflow.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
 
 
 class App:
@@ -53,7 +61,8 @@ class App:
         """The database, refusing to run on a schema `init` has not brought up to date."""
         db = self.db
         if db.pending_migrations():
-            raise MailbridgeError("database is not initialised or not up to date: run `mailbridge init` first")
+            raise MailbridgeError(f"database {db.where} is not initialised or not up to date: "
+                                  "run `mailbridge init` first")
         return db
 
     def ticket_number(self, text: str) -> int:
@@ -227,6 +236,8 @@ def parse_time(text: str, zone: str = "Europe/Budapest") -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"not an ISO-8601 time: {text!r} (e.g. 2024-08-01T10:00:00+02:00)") from None
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise UsageError(f"time out of range: {text!r} (years {EARLIEST_YEAR} to {LATEST_YEAR})")
     return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(zone))
 
 
@@ -245,7 +256,7 @@ def _ticket_filters(f):  # type: ignore[no-untyped-def]
         click.option("--area", help="Only this P5 area."),
         click.option("--channel", type=click.Choice(["email", "form", *MANUAL_CHANNELS])),
         click.option("--overdue", is_flag=True, help="Only tickets past their acknowledgement deadline without one."),
-        click.option("--limit", type=click.IntRange(min=1), help="At most this many."),
+        click.option("--limit", type=ROW_NUMBER, help="At most this many."),
     ]):
         f = option(f)
     return f
@@ -293,6 +304,8 @@ def tickets_list(app: App, as_json: bool, **filters) -> None:  # type: ignore[no
 @pass_app
 def tickets_search(app: App, text: str, as_json: bool, **filters) -> None:  # type: ignore[no-untyped-def]
     """Tickets whose subject or any mail contains TEXT."""
+    if not text.strip():
+        raise UsageError("tickets search: TEXT is empty (it would match every ticket; use `tickets list`)")
     _print_tickets(app, as_json, search=text, **filters)
 
 
@@ -382,6 +395,11 @@ def _agent(app: App, value: str) -> str:
     raise UsageError(f"unknown agent: {value} (choices: {', '.join(a.email for a in app.settings.agents)})")
 
 
+def _by(app: App, by: str | None) -> str:
+    """Who acts, as the journal records it: a configured agent (name or address), else the command line."""
+    return _agent(app, by) if by else "cli"
+
+
 def _casework(app: App, session):  # type: ignore[no-untyped-def]
     from mailbridge.outbox.render import Renderer
     from mailbridge.workflow.actions import Casework
@@ -433,10 +451,11 @@ def ticket_open(app: App, channel: str, name: str, email: str, category: str, ar
         files.append((sanitize_filename(Path(path).name), mimetypes.guess_type(path)[0] or "application/octet-stream", data))
     settings = app.settings
     now = datetime.now(timezone.utc)
+    db = app.ready_db()  # before the store's folder is made: a refused command writes nothing
     store_files = AttachmentStore(settings.storage.path)
     store_files.ensure()
     renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
-    with app.ready_db().session() as session:
+    with db.session() as session:
         store = MailStore(session, StoreContext(settings, store_files, "manual", now, renderer))
         reporter = Address(email.strip().lower(), name.strip())
         ticket_id = store.create_ticket(subject=subject, channel=channel, reporter=reporter, category=category,
@@ -506,10 +525,10 @@ def ticket_log(app: App, ticket_id: str, channel: str, direction: str, by: str, 
 @pass_app
 def ticket_assign(app: App, ticket_id: str, agent: str, by: str | None) -> None:
     """Hand a ticket to an agent (who is told by mail and in-system)."""
-    email = _agent(app, agent)
+    email, who = _agent(app, agent), _by(app, by)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        _casework(app, session).assign(number, email, (by or "cli").lower())
+        _casework(app, session).assign(number, email, who)
     click.echo(f"{ticket_id.upper()}: assigned to {email}")
 
 
@@ -520,9 +539,10 @@ def ticket_assign(app: App, ticket_id: str, agent: str, by: str | None) -> None:
 @pass_app
 def ticket_status(app: App, ticket_id: str, status: str, by: str | None) -> None:
     """Set a ticket's status (to resolve with an outcome, use `ticket resolve`)."""
+    who = _by(app, by)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        _casework(app, session).set_status(number, status, (by or "cli").lower())
+        _casework(app, session).set_status(number, status, who)
     click.echo(f"{ticket_id.upper()}: {status}")
 
 
@@ -538,9 +558,10 @@ def ticket_escalate(app: App, ticket_id: str, division: str, note: str, by: str 
     found = next((d.email for d in app.settings.divisions if wanted in (d.email, d.name.lower())), None)
     if found is None:
         raise UsageError(f"unknown division: {division} (choices: {', '.join(d.name for d in app.settings.divisions)})")
+    who = _by(app, by)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        _casework(app, session).escalate(number, found, note, (by or "cli").lower())
+        _casework(app, session).escalate(number, found, note, who)
     click.echo(f"{ticket_id.upper()}: escalated to {division}")
 
 
@@ -553,11 +574,12 @@ def ticket_merge(app: App, ticket_id: str, into_id: str, by: str | None) -> None
     """Merge TICKET_ID into INTO_ID; later mail to TICKET_ID follows."""
     from mailbridge.workflow.actions import merge_tickets
 
+    who = _by(app, by)
     with app.ready_db().session() as session:
         source, target = _existing_ticket(app, session, ticket_id), _existing_ticket(app, session, into_id)
         if source == target:
             raise UsageError("a ticket cannot be merged into itself")
-        merge_tickets(session.connection(), source, target, (by or "cli").lower(), datetime.now(timezone.utc))
+        merge_tickets(session.connection(), source, target, who, datetime.now(timezone.utc))
     click.echo(f"{ticket_id.upper()} merged into {into_id.upper()}")
 
 
@@ -571,15 +593,14 @@ def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> No
     from mailbridge.outbox.render import Renderer
     from mailbridge.workflow.actions import Casework
 
-    if by and by.lower() not in app.settings.agent_addresses:
-        raise UsageError(f"unknown agent: {by} (choices: {', '.join(sorted(app.settings.agent_addresses))})")
+    who = _by(app, by)
     if not outcome.strip():
         raise UsageError("--outcome is empty: the customer must be told what was done")
     renderer = Renderer(app.settings.outbox.templates_path, app.settings.policy.timezone)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
         casework = Casework(session.connection(), app.settings, renderer, datetime.now(timezone.utc))
-        casework.resolve(number, outcome.strip(), (by or "cli").lower())
+        casework.resolve(number, outcome.strip(), who)
     click.echo(f"{ticket_id.upper()}: resolved; the outcome is queued for the customer")
 
 
@@ -654,7 +675,7 @@ def quarantine_list(app: App, as_json: bool) -> None:
 
 
 @quarantine.command("retry")
-@click.argument("entry_id", required=False, type=int)
+@click.argument("entry_id", required=False, type=ROW_NUMBER)
 @pass_app
 def quarantine_retry(app: App, entry_id: int | None) -> None:
     """Re-read quarantined mail once (all waiting ones, or ID)."""
@@ -812,16 +833,32 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _check_arguments(args: list[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which no database or file takes."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise UsageError(f"an argument is not valid UTF-8 text: {shown!r}") from None
+
+
 def main(argv: Iterable[str] | None = None) -> None:
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="mailbridge", standalone_mode=False)
+        _check_arguments(args)
+        cli.main(args=args, prog_name="mailbridge", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("mailbridge: aborted", err=True)
         sys.exit(1)
+    except click.UsageError as exc:  # one line, like ours; the usage is one `--help` away
+        where = exc.ctx.command_path if exc.ctx else "mailbridge"
+        click.echo(f"{where}: {exc.format_message()} (see {where} --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"mailbridge: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except (ConfigError, UsageError) as exc:
         click.echo(f"mailbridge: {exc}", err=True)
@@ -831,6 +868,13 @@ def main(argv: Iterable[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        # Last resort, for a fault no adapter turned into ours: one line for the user; the frames
+        # (not the message, which may quote data) go to the log at debug level for a bug report.
+        log.debug("cli.failed", error=type(exc).__name__, frames="".join(traceback.format_tb(exc.__traceback__)))
+        click.echo(f"mailbridge: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                   "(logging.level = \"debug\" logs where)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

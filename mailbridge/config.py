@@ -30,6 +30,11 @@ CATEGORIES = (
 )
 AREAS = ("Crossec Norma", "GDPR Segédanyagok", "Üzleti tanácsadás", "Egyéb")
 
+# Upper bounds keep every duration a date can be moved by (and `inf`, which passes `gt=0`)
+# inside what datetime arithmetic and socket timeouts take: a century of days at most.
+MAX_DAYS = 36500
+MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few kB; /dev/zero is not one
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -91,9 +96,9 @@ class ImapSettings(Section):
     folder: str = "INBOX"
     processed_folder: str = "mailbridge/processed"
     quarantine_folder: str = "mailbridge/quarantine"
-    poll_interval: float = Field(60, gt=0)
+    poll_interval: float = Field(60, gt=0, le=86400)
     batch_size: int = Field(200, ge=1, le=5000)
-    timeout: float = Field(60, gt=0)
+    timeout: float = Field(60, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _secret(self) -> "ImapSettings":
@@ -139,7 +144,7 @@ class SmtpSettings(Section):
     token_file: str = ""
     from_address: str = "support@example.com"
     from_name: str = "Support"
-    timeout: float = Field(30, gt=0)
+    timeout: float = Field(30, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _secret(self) -> "SmtpSettings":
@@ -161,7 +166,7 @@ class StorageSettings(Section):
 
 class TicketSettings(Section):
     id_prefix: str = Field("CRX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}$")
-    reopen_days: int = Field(14, ge=0)
+    reopen_days: int = Field(14, ge=0, le=MAX_DAYS)
     default_language: Literal["hu", "en"] = "hu"
 
 
@@ -171,7 +176,7 @@ class PolicySettings(Section):
     country: str = "HU"
     # "" acknowledges at once; "08:00-18:00" only then, on working days (local time).
     ack_hours: str = Field("", pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
-    sla_warn_hours: float = Field(4, ge=0)  # warn the assignee this long before the deadline
+    sla_warn_hours: float = Field(4, ge=0, le=24 * 366)  # warn the assignee this long before the deadline
 
     @field_validator("timezone")
     @classmethod
@@ -302,12 +307,12 @@ class SpamSettings(Section):
 class SecuritySettings(Section):
     trusted_authserv_ids: list[str] = Field(default_factory=list)
     require_agent_auth: bool = True
-    max_acks_per_sender_per_day: int = Field(5, ge=0)
+    max_acks_per_sender_per_day: int = Field(5, ge=0, le=1_000_000)
 
 
 class RetentionSettings(Section):
-    closed_ticket_days: int = Field(0, ge=0)  # 0 keeps them forever
-    raw_message_days: int = Field(0, ge=0)
+    closed_ticket_days: int = Field(0, ge=0, le=MAX_DAYS)  # 0 keeps them forever
+    raw_message_days: int = Field(0, ge=0, le=MAX_DAYS)
 
 
 class MetricsSettings(Section):
@@ -317,7 +322,7 @@ class MetricsSettings(Section):
 
 class AlarmSettings(Section):
     # Intake must never fail silently: no successful poll for this long is an alarm.
-    poll_stale_minutes: float = Field(15, gt=0)
+    poll_stale_minutes: float = Field(15, gt=0, le=60 * 24 * 31)
     ops_address: str = ""  # also mailed when an alarm starts ("" : log and `check` only)
 
 
@@ -411,11 +416,23 @@ def config_path(explicit: str | None) -> Path:
 def load_settings(path: Path) -> Settings:
     try:
         with path.open("rb") as handle:
-            raw = tomllib.load(handle)
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found (give --config PATH or set {ENV_CONFIG})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: not a config file: larger than {MAX_CONFIG_BYTES // 1024} kB")
+    try:
+        # utf-8-sig: Windows editors put a byte-order mark in front of UTF-8; TOML has no use for it.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                          "TOML files are UTF-8") from None
+    try:
+        return settings_from_dict(tomllib.loads(text), str(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return settings_from_dict(raw, str(path))
+    except RecursionError:  # tomllib (and validation) recurse once per level of nesting
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None

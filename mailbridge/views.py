@@ -78,9 +78,12 @@ def _matching(session: Session, words: str) -> sa.CompoundSelect:
         in_messages = select(Message.ticket_id).where(
             sa.literal_column(MESSAGE_SEARCH_VECTOR.format(config=config)).op("@@")(query))
     else:
-        pattern = f"%{words}%"
-        in_tickets = select(Ticket.id).where(col(Ticket.subject).ilike(pattern))
-        in_messages = select(Message.ticket_id).where(col(Message.subject).ilike(pattern) | col(Message.text).ilike(pattern))
+        # autoescape: `%` and `_` in the words are characters, not LIKE's wildcards.
+        def contains(column):  # type: ignore[no-untyped-def]
+            return col(column).icontains(words, autoescape=True)
+
+        in_tickets = select(Ticket.id).where(contains(Ticket.subject))
+        in_messages = select(Message.ticket_id).where(contains(Message.subject) | contains(Message.text))
     return sa.union(in_tickets, in_messages)
 
 

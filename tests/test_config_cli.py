@@ -99,6 +99,13 @@ def test_commands_refuse_an_uninitialised_database(tmp_path):
     config.write_text(f"[database]\nurl = 'sqlite:///{tmp_path}/m.db'\n[storage]\npath = '{tmp_path}/s'\n")
     result = run("--config", str(config), "tickets", "list")
     assert result.returncode == 1 and "mailbridge init" in result.stderr
+    assert not (tmp_path / "m.db").exists()  # no command that only reads creates a database file
+
+
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_bytes("\ufeff[tickets]\nid_prefix = 'ABC'\n".encode("utf-8"))  # as Windows Notepad saves it
+    assert load_settings(config).tickets.id_prefix == "ABC"
 
 
 def test_check_names_what_fails(tmp_path):

@@ -7,6 +7,7 @@ the server copy of a mail moves) and every write transaction starts with
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -62,9 +63,7 @@ def make_engine(url: str) -> sa.Engine:
     except sa.exc.ArgumentError:
         raise ConfigError(f"database.url: not a database URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite":
-        path = _sqlite_file(parsed)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # No folder or file is made here: only `migrate` (mailbridge init) creates the database.
         engine = sa.create_engine(parsed, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
@@ -224,9 +223,29 @@ class Database:
         cfg.attributes["connection"] = connection
         return cfg
 
+    @property
+    def where(self) -> str:
+        """The database for people: the SQLite file, or the URL without its password."""
+        path = _sqlite_file(self.engine.url)
+        return str(path) if path is not None else self.engine.url.render_as_string(hide_password=True)
+
+    def _create_file(self) -> None:
+        """The SQLite file and its folder, owner only; a path that cannot be one names itself."""
+        path = _sqlite_file(self.engine.url)
+        if path is None or path.exists():
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.touch(mode=0o600)  # an empty file is an empty SQLite database
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the path is right, the disk is not
+                raise StorageError(f"database {path}: cannot create it: {exc.strerror}") from None
+            raise ConfigError(f"database.url: cannot create {path}: {exc.strerror}") from None
+
     def migrate(self) -> tuple[str | None, str]:
-        """Brings the schema to the newest revision; returns (before, after)."""
+        """Brings the schema to the newest revision, creating the database first; returns (before, after)."""
         sqlite = self.engine.dialect.name == "sqlite"
+        self._create_file()
         try:
             with self.engine.connect() as connection:
                 if sqlite:
@@ -252,8 +271,16 @@ class Database:
         return before, after or ""
 
     def pending_migrations(self) -> bool:
-        with self.engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+        """True until `init` has brought the schema to the head. Never creates a SQLite file:
+        no command that only reads may leave an empty database behind."""
+        path = _sqlite_file(self.engine.url)
+        if path is not None and not path.exists():
+            return True
+        try:
+            with self.engine.connect() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+        except SQLAlchemyError as exc:  # unreachable server, full disk, unreadable file
+            raise StorageError(f"database {self.where}: {_one_line(exc)}") from exc
         # Every command asks: a constant, not alembic reading each migration file (tens of ms).
         return current != SCHEMA_HEAD
 
