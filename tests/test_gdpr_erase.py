@@ -15,14 +15,14 @@ ANNA, ANNA_NAME = "anna.kovacs@example.hu", "Kovács Anna"
 SHARED = b"%PDF-1.4 the price list everyone sends\n" * 50
 
 
-def mail(n: int, sender: str, name: str, subject: str, body: str, files: dict[str, bytes]) -> bytes:
+def mail(n: int, sender: str, name: str, subject: str, body: str, files: dict[str, bytes] | None = None) -> bytes:
     message = EmailMessage()
     message["From"] = f"{name} <{sender}>"
     message["To"] = "support@crossec.com"
     message["Subject"] = subject
     message["Message-ID"] = f"<gdpr-{n}@example.hu>"
     message.set_content(body)
-    for filename, data in files.items():
+    for filename, data in (files or {}).items():
         message.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
     return bytes(message)
 
@@ -78,9 +78,9 @@ def test_erase_asks_first_and_is_idempotent(desk):
     assert asked.returncode == 1 and "will pseudonymise" in asked.stdout  # no --yes and no terminal: aborted
     assert desk.tickets()[0]["reporter_email"] == ANNA
     desk("gdpr", "erase", ANNA, "--yes")
-    again = desk("gdpr", "erase", ANNA, "--yes")
-    assert again.returncode == 0 and "nothing held" in again.stdout
-    assert "nothing held" in desk("gdpr", "erase", "senki@example.hu", "--yes").stdout
+    again = desk("gdpr", "erase", ANNA, "--yes", check=False)  # nothing left: said so, nothing written
+    assert again.returncode == 2 and f"nothing held about {ANNA}" in again.stderr
+    assert "nothing held" in desk("gdpr", "erase", "senki@example.hu", "--yes", check=False).stderr
 
 
 def test_an_imap_outage_leaves_the_erasure_pending_until_run_again(mailbox, desk, dovecot_server):
@@ -105,7 +105,9 @@ def test_erase_killed_half_way_is_completed_by_the_next_run(mailbox, desk):
         except Exception:
             process.send_signal(signal.SIGKILL)
             process.wait()
-    final = desk("gdpr", "erase", ANNA, "--yes", subprocess_=True)
-    assert final.returncode == 0
+    final = desk("gdpr", "erase", ANNA, "--yes", subprocess_=True, check=False)
+    # Either it finishes what a killed run left, or an earlier run had finished it all.
+    finished = final.returncode == 0 and "erased as erased-" in final.stdout and "NOT finished" not in final.stdout
+    assert finished or (final.returncode == 2 and "nothing held" in final.stderr), final
     assert traces(desk.config.parent, mailbox) == []
     assert len(desk.tickets()) == 2

@@ -75,6 +75,7 @@ from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.errors import StorageError
+from mailbridge.gdpr import person_address
 from mailbridge.intake.thread import format_ticket_id
 from mailbridge.models import Attachment, Event, Message, Outbox, Participant, RawMessage, Reporter, Ticket
 
@@ -102,7 +103,7 @@ class ExportReport:
 
 def export_person(db: Database, settings: Settings, email: str, out: Path, now: datetime | None = None) -> ExportReport:
     """Writes the ZIP of everything held about `email` to `out` (0600, atomically)."""
-    email = email.strip().lower()
+    email = person_address(email)  # "" or "%" is nobody, never everybody
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     prefix = settings.tickets.id_prefix
     files = AttachmentStore(settings.storage.path)

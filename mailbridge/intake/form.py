@@ -48,6 +48,7 @@ from html.parser import HTMLParser
 
 from mailbridge.intake.parse import html_to_text
 from mailbridge.mail import Address, ParsedMail
+from mailbridge.policy.addresses import ADDRESS
 from mailbridge.policy.classify import fold
 from mailbridge.policy.commands import match_area, match_category
 
@@ -143,7 +144,6 @@ _SEPARATOR = re.compile(r"[ \t]*(?:-{2,}|_{3,}|={3,})[ \t]*\Z")
 _COLON = re.compile(r"(?P<label>[^:：\n]{1,80}?)[ \t]*[:：](?P<value>.*)\Z", re.DOTALL)
 # "Telefonszám: ...", "**Cégnév**: ...": up to five words then a colon and a space (not "10:42", "https://").
 _LABEL_LIKE = re.compile(r"[*_ \t]*[^\W\d_][^\W_]*(?:[ \t\-/]+[^\W_]+){0,4}[ \t]*[*_]*[ \t]*[:：](?:[ \t]|\Z)")
-_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.[^\W\d_]{2,}\Z")
 
 
 def _label_key(text: str) -> str:
@@ -240,7 +240,7 @@ def _address(value: str) -> str:
     if "<" in value:
         value = parseaddr(value)[1]
     value = value.strip().strip("<>").lower()
-    return value if _EMAIL.match(value) else ""
+    return value if ADDRESS.match(value) else ""
 
 
 # --------------------------------------------------------------------------- HTML
