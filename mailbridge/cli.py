@@ -615,9 +615,11 @@ def gdpr() -> None:
 @pass_app
 def gdpr_export(app: App, email: str, out: str) -> None:
     """Everything held about EMAIL, as one ZIP (Art. 15)."""
+    from mailbridge.gdpr import person_address
     from mailbridge.gdpr.export import export_person
 
-    report = export_person(app.ready_db(), app.settings, email.strip().lower(), Path(out))
+    email = person_address(email)  # before the database is opened: a bad argument writes nothing
+    report = export_person(app.ready_db(), app.settings, email, Path(out))
     click.echo(f"{out}: {report.tickets} ticket(s), {report.messages} message(s), "
                f"{report.attachments} attachment(s), {report.raw_messages} raw message(s)")
 
@@ -625,19 +627,24 @@ def gdpr_export(app: App, email: str, out: str) -> None:
 @gdpr.command("erase")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option("--dry-run", is_flag=True, help="Only show what would change, per table, and which names stay.")
 @pass_app
-def gdpr_erase(app: App, email: str, yes: bool) -> None:
+def gdpr_erase(app: App, email: str, yes: bool, dry_run: bool) -> None:
     """Pseudonymise EMAIL everywhere, server copies included (Art. 17)."""
+    from mailbridge.gdpr import person_address
     from mailbridge.gdpr.erase import erase_person, plan_erasure
 
+    email = person_address(email)  # before the database is opened: a bad argument writes nothing
     db = app.ready_db()
-    plan = plan_erasure(db, app.settings, email.strip().lower())
-    click.echo(plan.describe())
+    plan = plan_erasure(db, app.settings, email)
     if plan.empty:
+        raise UsageError(f"nothing held about {email}")
+    click.echo(plan.describe(dry_run=dry_run))
+    if dry_run:
         return
     if not yes and not click.confirm("Erase this person's data?", default=False):
         raise click.exceptions.Abort()
-    report = erase_person(db, app.settings, email.strip().lower())
+    report = erase_person(db, app.settings, email)
     click.echo(report.describe())
 
 
