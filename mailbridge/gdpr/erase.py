@@ -192,9 +192,11 @@ def _collect(conn: sa.Connection, settings: Settings, email: str, pseudonym: str
     plan = ErasurePlan(email, pseudonym)
     pseudonym = pseudonym or "erased-0000000000000000"  # a dry run before the first erasure: same shape
     pseudo_address = f"{pseudonym}@{ERASED_DOMAIN}"
-    ref = lambda ticket_id: format_ticket_id(ticket_id, settings.tickets.id_prefix) if ticket_id else None  # noqa: E731
     changes: dict[str, dict[int, dict]] = {name: {} for name in TABLES}
     deletions: dict[str, set[int]] = {name: set() for name in TABLES}
+
+    def ref(ticket_id: int | None) -> str | None:
+        return format_ticket_id(ticket_id, settings.tickets.id_prefix) if ticket_id else None
 
     def change(table: sa.Table, row: sa.Row, **values: object) -> None:
         """Records only what differs, so a row nothing happens to stays byte for byte."""
@@ -223,7 +225,7 @@ def _collect(conn: sa.Connection, settings: Settings, email: str, pseudonym: str
     names = [r.name for r in reporters] + [m.sender_name for m in theirs.values()
                                            if m.sender.strip().lower() == email]
     others = [a.name for a in settings.agents] + [d.name for d in settings.divisions] + [settings.smtp.from_name]
-    for name in {n for n in names if n.strip()}:
+    for name in {n for n in names if len(n.split()) > 1}:  # one word is never looked for: see names_for_text
         others += [r.name for r in conn.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.name).where(
             sa.or_(*_containing(T_REPORTER.c.name, [name])))) if r.id not in reporter_ids]
     plan.names, plan.kept_names = names_for_text(names, others)
@@ -248,7 +250,7 @@ def _collect(conn: sa.Connection, settings: Settings, email: str, pseudonym: str
         if m.direction == "in":
             values["message_id"] = f"<{pseudonym}.{m.id}@{ERASED_DOMAIN}>"
         change(T_MESSAGE, m, **values)
-    on_their_tickets = conn.execute(sa.select(T_MESSAGE).where(T_MESSAGE.c.ticket_id.in_(touched))).all() if touched else []
+    on_their_tickets = conn.execute(sa.select(T_MESSAGE).where(T_MESSAGE.c.ticket_id.in_(sorted(touched)))).all() if touched else []
     elsewhere = conn.execute(sa.select(T_MESSAGE).where(sa.or_(*[
         c for col in ("subject", "text", "new_text", "html", "to_addrs", "cc_addrs", "references")
         for c in _containing(T_MESSAGE.c[col], mentions.needles())]))).all()
@@ -282,7 +284,7 @@ def _collect(conn: sa.Connection, settings: Settings, email: str, pseudonym: str
 
     # The outbox: the copy of each of those mails, and anything queued to them.
     outbox = conn.execute(sa.select(T_OUTBOX).where(sa.or_(
-        T_OUTBOX.c.ticket_id.in_(touched), T_OUTBOX.c.message_id.in_(sorted(emptied_out)),
+        T_OUTBOX.c.ticket_id.in_(sorted(touched)), T_OUTBOX.c.message_id.in_(sorted(emptied_out)),
         *[c for col in ("recipients", "subject", "body_text", "body_html", "headers", "last_error")
           for c in _containing(T_OUTBOX.c[col], mentions.needles())]))).all()
     for row in outbox:
