@@ -880,7 +880,7 @@ def main(argv: Iterable[str] | None = None) -> None:
         # (not the message, which may quote data) go to the log at debug level for a bug report.
         log.debug("cli.failed", error=type(exc).__name__, frames="".join(traceback.format_tb(exc.__traceback__)))
         click.echo(f"mailbridge: unexpected {type(exc).__name__}: {_one_line(exc)} "
-                   "(logging.level = \"debug\" logs where)", err=True)
+                   "(logging.level = \"debug\" logs where it happened)", err=True)
         sys.exit(1)
 
 

@@ -114,6 +114,22 @@ def test_subject_tags_and_ids_take_ascii_digits_only(desk, mailbox):
     assert desk.ticket("CRX-000001")["message_count"] == 1  # neither mail joined the first ticket
 
 
+def test_an_unexpected_fault_is_one_line_exit_1_and_its_frames_go_to_the_debug_log(desk, tmp_path):
+    with sqlite3.connect(tmp_path / "mailbridge.db") as conn:  # a damaged row: no time where one must be
+        conn.execute("UPDATE ticket SET created_at = 'kovacsne@example.hu' WHERE id = 1")
+    result = desk("tickets", "list", check=False, subprocess_=True)
+    assert result.returncode == 1 and "unexpected ValueError" in one_line(result)
+    with desk.config.open("a", encoding="utf-8") as config:
+        config.write('[logging]\nlevel = "debug"\nformat = "json"\n')
+    result = desk("tickets", "list", check=False, subprocess_=True)
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [said] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert result.returncode == 1 and said.startswith("mailbridge: unexpected ValueError")
+    [failed] = [event for event in logged if event["event"] == "cli.failed"]
+    assert failed["error"] == "ValueError" and "views.py" in failed["frames"]
+    assert "kovacsne" not in json.dumps(logged)  # the frames, never the message quoting the data
+
+
 # --------------------------------------------------------------------------- the config file
 
 DEEP_ARRAY = "a = " + "[" * 5000 + "]" * 5000 + "\n"
