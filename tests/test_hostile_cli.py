@@ -145,8 +145,9 @@ DEEP_TABLE = "a = " + "{ b = " * 3000 + "1" + " }" * 3000 + "\n"
     (b"[policy]\nsla_warn_hours = inf\n", "policy.sla_warn_hours"),
     (b"[imap]\npoll_interval = 1e300\n", "imap.poll_interval"),
     (b"[tickets]\nreopen_days = 99999999999\n", "tickets.reopen_days"),
+    (b"#" * (2 * 1024 * 1024), "larger than 1024 kB"),  # read in bounded: `--config /dev/zero` ends too
 ], ids=["binary", "latin-1", "deep-arrays", "deep-tables", "retention-days", "inf-hours",
-        "huge-interval", "reopen-days"])
+        "huge-interval", "reopen-days", "two-megabytes"])
 def test_a_bad_config_file_is_one_line_exit_2_and_nothing_is_written(tmp_path, content, said):
     config = tmp_path / "bad.toml"
     config.write_bytes(content)
