@@ -39,3 +39,16 @@ class UnparseableMail(MailbridgeError):
 
 class CommandError(MailbridgeError):
     """An agent's mail command is unknown or malformed; the agent is told why."""
+
+
+def error_fields(exc: BaseException) -> dict[str, str]:
+    """What a log line may say about `exc`: the message of our own errors (written to be
+    logged), only the type and the raising line of anything else (a library's message may
+    quote an address or a line of a customer's mail)."""
+    if isinstance(exc, MailbridgeError):
+        return {"error_type": type(exc).__name__, "error": str(exc)[:300]}
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f"{frame.tb_frame.f_code.co_filename.rpartition('/')[2]}:{frame.tb_lineno}" if frame else ""
+    return {"error_type": type(exc).__name__, "raised_at": where}

@@ -20,7 +20,9 @@ MAILS = Counter("mailbridge_mails", "Mails taken in, by outcome", ["mailbox", "o
 ACKS = Counter("mailbridge_acknowledgements", "Acknowledgements queued", registry=REGISTRY)
 SENT = Counter("mailbridge_outbox_sent", "Mails delivered by the outbox sender", registry=REGISTRY)
 FAILED = Counter("mailbridge_outbox_failed", "Outbox mails given up", registry=REGISTRY)
-ERRORS = Counter("mailbridge_errors", "Job failures", ["job"], registry=REGISTRY)
+ERRORS = Counter("mailbridge_errors", "Job failures (the intake loop's too)", ["job"], registry=REGISTRY)
+FAULTS = Counter("mailbridge_faults", "Unexpected errors caught so that the daemon goes on: a bug, or a poisoned "
+                 "item (an outbox row that cannot be built or sent)", ["where"], registry=REGISTRY)
 LAST_POLL = Gauge("mailbridge_last_successful_poll_timestamp_seconds", "When intake last polled successfully",
                   ["mailbox"], registry=REGISTRY)
 POLL_AGE = Gauge("mailbridge_last_successful_poll_age_seconds", "Seconds since intake last polled successfully",

@@ -992,8 +992,9 @@ class SmtpSink:
     sender/recipient is accepted; no AUTH, no STARTTLS.
     """
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, smtputf8: bool = True) -> None:
         self._port = port or free_port()
+        self._smtputf8 = smtputf8  # False: a server that offers no SMTPUTF8 (RFC 6531), as many still do
         self._controller = None
         self._cond = threading.Condition()
         self.envelopes: list[Envelope] = []
@@ -1029,7 +1030,7 @@ class SmtpSink:
         if self._controller is None:
             self._controller = Controller(
                 _SinkHandler(self), hostname=HOST, port=self._port,
-                decode_data=False, enable_SMTPUTF8=True, ready_timeout=10)
+                decode_data=False, enable_SMTPUTF8=self._smtputf8, ready_timeout=10)
             self._controller.start()
             _live_servers.add(self)
         return self

@@ -6,6 +6,11 @@ Message-ID, which is the one duplicate a reader can recognise; nothing
 queued is ever lost, and several daemons never send the same row. A temporary failure waits 1, 2, 4 … minutes (at most
 4 hours) before the next try; after `outbox.max_attempts`, or at once on a
 permanent refusal (5xx), the message is `failed` and the assignee is told.
+
+A poisoned row (one that cannot be read, built or put on the wire: stored
+headers that are no JSON, a line break in an address, anything a library
+raises that is no answer of the server) costs a try like a temporary failure
+and fails for good after its tries; the rest of the round goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
@@ -30,9 +35,10 @@ import sqlalchemy as sa
 
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
-from mailbridge.adapters.smtp import PermanentSmtpError, SmtpConnection
+from mailbridge import metrics
+from mailbridge.adapters.smtp import NeedsSmtputf8, PermanentSmtpError, SmtpConnection, address_for_server
 from mailbridge.config import Settings
-from mailbridge.errors import SmtpError
+from mailbridge.errors import SmtpError, error_fields
 from mailbridge.logs import get_logger
 from mailbridge.models import Event, Outbox, Reporter, Ticket
 from mailbridge.outbox.queue import notify_agent
@@ -58,13 +64,32 @@ class SendReport:
     unavailable: str = ""  # the SMTP server could not be reached this round: why
 
 
+@dataclass(frozen=True)
+class UnreadableRow:
+    """An outbox row whose stored values cannot be read back (bytes that are no UTF-8 in a
+    text column): what its failure needs, so it fails like any poisoned row."""
+
+    id: int
+    attempts: int
+    ticket_id: int | None
+    error: str
+    template: str = "(unreadable)"
+    subject: str = "(unreadable)"
+    recipients: str = ""
+
+
 def backoff(attempts: int) -> timedelta:
     """1, 2, 4, 8 … minutes after the n-th failed try, never more than 4 hours."""
     return min(timedelta(minutes=2 ** max(0, attempts - 1)), MAX_DELAY)
 
 
-def build_message(row: sa.Row, settings: Settings, now: datetime) -> bytes:
-    """The wire form of an outbox row.
+def _real_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build_message(row: sa.Row, settings: Settings, now: datetime, recipients: list[str] | None = None) -> bytes:
+    """The wire form of an outbox row, addressed `To:` its `recipients` as the server takes
+    them (`address_for_server`; the row's own when not given).
 
     Built with the compat32 classes on purpose: the newer email policy, when it
     folds a long non-ASCII Subject into several encoded words, drops the space
@@ -98,7 +123,11 @@ def build_message(row: sa.Row, settings: Settings, now: datetime) -> bytes:
     else:
         message = body
     message["From"] = formataddr((settings.smtp.from_name, settings.smtp.from_address), charset="utf-8")
-    message["To"] = row.recipients
+    to = ", ".join(recipients) if recipients is not None else row.recipients
+    # An internationalised address goes as UTF-8 (RFC 6532; only ever with SMTPUTF8): as
+    # surrogate-escaped bytes compat32 writes it unchanged, where a plain str would become
+    # one encoded word around the whole address, which no client reads as an address.
+    message["To"] = to if to.isascii() else to.encode("utf-8").decode("ascii", "surrogateescape")
     message["Subject"] = Header(row.subject, "utf-8")
     message["Date"] = format_datetime(now)
     message["Message-ID"] = row.message_id
@@ -108,10 +137,18 @@ def build_message(row: sa.Row, settings: Settings, now: datetime) -> bytes:
 
 
 def deliver_due(db: Database, settings: Settings, now: datetime,
-                connect: Callable[[], SmtpConnection] | None = None) -> SendReport:
-    """Sends what is due, one claimed row at a time (see `_next_due`)."""
+                connect: Callable[[], SmtpConnection] | None = None,
+                clock: Callable[[], datetime] = _real_now) -> SendReport:
+    """Sends what is due as of `now`, one claimed row at a time (see `_next_due`).
+
+    A retry (and a lease) is timed from the earlier of `now` and the real clock:
+    `tick --at` a year ahead with the server down must not park the mail for a
+    year, since the daemon that sends it next runs on the real clock; a tick in
+    the past makes the retry due at once, which costs nothing.
+    """
     report = SendReport()
     connect = connect or (lambda: SmtpConnection(settings.smtp))
+    retry_from = min(now, clock())
     with db.transaction() as conn:
         if not conn.execute(_due(now).with_only_columns(T_OUTBOX.c.id).limit(1)).first():
             return report
@@ -120,26 +157,47 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
     except SmtpError as exc:
         report.unavailable = str(exc)  # the caller logs it once per incident, not per round
         with db.transaction() as conn:
-            for row in conn.execute(_due(now).limit(BATCH).with_for_update(skip_locked=True)).all():
-                _record_failure(conn, settings, row, str(exc), now, permanent=False, report=report)
+            for row_id in conn.execute(_due(now).with_only_columns(T_OUTBOX.c.id).limit(BATCH)
+                                       .with_for_update(skip_locked=True)).scalars().all():
+                row = _claim(conn, sa.select(T_OUTBOX).where(T_OUTBOX.c.id == row_id))
+                _record_failure(conn, settings, row, str(exc), retry_from, permanent=False, report=report)
         return report
     try:
+        smtputf8 = smtp.offers_smtputf8()
+        try:
+            sender = address_for_server(settings.smtp.from_address, smtputf8)
+        except PermanentSmtpError as exc:  # the config's fault, not the rows': they wait, no try spent
+            report.unavailable = f"smtp.from_address: {exc}"
+            return report
         started = time.monotonic()
         for _ in range(ROUND_LIMIT):
             if time.monotonic() - started > ROUND_SECONDS:
                 break
             server_unwell = sent = False
-            with _next_due(db, now) as (row, outcome):
+            with _next_due(db, now, retry_from) as (row, outcome):
                 if row is None:
                     break
-                recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
                 try:
-                    smtp.send(build_message(row, settings, now), settings.smtp.from_address, recipients)
+                    if isinstance(row, UnreadableRow):
+                        raise _Poisoned(row.error)
+                    recipients = [address_for_server(r, smtputf8) for r in row.recipients.split(",") if r.strip()]
+                    if not recipients:
+                        raise PermanentSmtpError("smtp: the message has no recipient")
+                    smtp.send(build_message(row, settings, now, recipients), sender, recipients)
                 except SmtpError as exc:
                     permanent = isinstance(exc, PermanentSmtpError)
                     with outcome() as conn:
-                        _record_failure(conn, settings, row, str(exc), now, permanent=permanent, report=report)
+                        _record_failure(conn, settings, row, str(exc), retry_from, permanent=permanent, report=report,
+                                        undeliverable=permanent and not isinstance(exc, NeedsSmtputf8))
                     server_unwell = not permanent
+                except Exception as exc:  # noqa: BLE001 - a poisoned row fails alone; the round goes on
+                    reason = str(exc) if isinstance(exc, _Poisoned) else _reason(exc)
+                    if row.attempts == 0:  # one line per row, however many tries it gets
+                        log.warning("outbox.poisoned", outbox=row.id, template=row.template, ticket=row.ticket_id,
+                                    **error_fields(exc))
+                    metrics.FAULTS.labels("outbox").inc()
+                    with outcome() as conn:
+                        _record_failure(conn, settings, row, reason, retry_from, permanent=False, report=report)
                 else:
                     with outcome() as conn:
                         _record_sent(conn, row, now)
@@ -154,8 +212,37 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
     return report
 
 
+class _Poisoned(Exception):
+    """A row found unreadable when it was claimed; its message is the reason to record."""
+
+
+def _reason(exc: Exception) -> str:
+    """Why a row could not be sent, for its `last_error` and the assignee (not for the log)."""
+    text = " ".join(str(exc).split())
+    return f"cannot build or send the message: {type(exc).__name__}" + (f": {text[:200]}" if text else "")
+
+
+def _claim(conn: sa.Connection, query: sa.Select) -> sa.Row | UnreadableRow | None:
+    """The first outbox row `query` finds; when its values cannot be read back, the few its failure needs."""
+    try:
+        return conn.execute(query).first()
+    except sa.exc.OperationalError as exc:
+        # SQLite: a text value that is no UTF-8 fails as it is decoded, in the client; the
+        # transaction goes on. Anything else is the database's trouble, not the row's.
+        if not _undecodable(exc):
+            raise
+    part = conn.execute(query.with_only_columns(T_OUTBOX.c.id, T_OUTBOX.c.attempts, T_OUTBOX.c.ticket_id)).one()
+    return UnreadableRow(part.id, part.attempts, part.ticket_id, "the stored message cannot be read back "
+                         "(a text column holds bytes that are no UTF-8)")
+
+
+def _undecodable(exc: BaseException) -> bool:
+    return "decode" in str(getattr(exc, "orig", exc)).lower()
+
+
 @contextmanager
-def _next_due(db: Database, now: datetime) -> Iterator[tuple[sa.Row | None, Callable[[], AbstractContextManager]]]:
+def _next_due(db: Database, now: datetime, retry_from: datetime
+              ) -> Iterator[tuple[sa.Row | UnreadableRow | None, Callable[[], AbstractContextManager]]]:
     """The next due row, ours until its outcome is written; yields it and how to write that outcome.
 
     PostgreSQL (several hosts): the row stays locked (`FOR UPDATE SKIP LOCKED`)
@@ -168,13 +255,13 @@ def _next_due(db: Database, now: datetime) -> Iterator[tuple[sa.Row | None, Call
     """
     if db.coordinated:
         with db.transaction() as conn:
-            row = conn.execute(_due(now).limit(1).with_for_update(skip_locked=True)).first()
+            row = _claim(conn, _due(now).limit(1).with_for_update(skip_locked=True))
             yield row, lambda: nullcontext(conn)
         return
     with db.transaction() as conn:
-        row = conn.execute(_due(now).limit(1)).first()
+        row = _claim(conn, _due(now).limit(1))
         if row is not None:
-            conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(next_attempt_at=now + LEASE))
+            conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(next_attempt_at=retry_from + LEASE))
     yield row, db.transaction
 
 
@@ -191,8 +278,10 @@ def _record_sent(conn: sa.Connection, row: sa.Row, now: datetime) -> None:
                                           "by": "system", "detail": json.dumps({"outbox": row.id})})
 
 
-def _record_failure(conn: sa.Connection, settings: Settings, row: sa.Row, error: str, now: datetime,
-                    permanent: bool, report: SendReport) -> None:
+def _record_failure(conn: sa.Connection, settings: Settings, row: sa.Row | UnreadableRow, error: str,
+                    now: datetime, permanent: bool, report: SendReport, undeliverable: bool | None = None) -> None:
+    """A failed try of `row` at `now` (for a retry: the earlier of the job's and the real clock).
+    `undeliverable` (default: `permanent`): the recipient's address is at fault, not our server."""
     attempts = row.attempts + 1
     give_up = permanent or attempts >= settings.outbox.max_attempts
     values: dict = {"attempts": attempts, "last_error": error[:1000]}
@@ -211,8 +300,10 @@ def _record_failure(conn: sa.Connection, settings: Settings, row: sa.Row, error:
     conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": "outbox.failed", "at": now,
                                       "by": "system", "detail": json.dumps({"outbox": row.id, "error": error[:300]})})
     ticket = conn.execute(sa.select(T_TICKET.c.assignee, T_TICKET.c.reporter_id)
-                          .where(T_TICKET.c.id == row.ticket_id)).one()
-    if permanent and ticket.reporter_id is not None:
+                          .where(T_TICKET.c.id == row.ticket_id)).first()
+    if ticket is None:  # the row outlived its ticket: nobody to tell
+        return
+    if (permanent if undeliverable is None else undeliverable) and ticket.reporter_id is not None:
         email = conn.execute(sa.select(T_REPORTER.c.email).where(T_REPORTER.c.id == ticket.reporter_id)).scalar()
         if email and email in row.recipients:
             conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.id == ticket.reporter_id).values(undeliverable=True))
