@@ -1,9 +1,12 @@
 """The daemon's schedule (APScheduler) and `tick`, which runs each job once.
 
 Jobs: intake, acknowledgements, the SLA watcher, then the outbox sender (so
-what the others queue goes out in the same round). A job failure is logged
-as one event and the schedule goes on: a mail-server outage never ends the
-daemon. SIGTERM lets the batch in hand finish, then exits.
+what the others queue goes out in the same round). A job failure, whatever
+raised it, is logged as one event per incident, counted, and the schedule
+goes on: no mail, outage or bug ends the daemon or one of its threads. If a
+loop stops turning all the same (an intake thread gone or hung, a send round
+that never ends), the systemd watchdog is no longer petted and restarts us.
+SIGTERM lets the batch in hand finish, then exits.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailbridge.adapters.db import Database
 from mailbridge.config import Settings
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import MailbridgeError, error_fields
 from mailbridge.gdpr.retention import retention_job
 import sqlalchemy as sa
 
@@ -29,10 +32,12 @@ from mailbridge.intake.loop import IntakeLoop
 from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer
-from mailbridge.outbox.send import deliver_due
+from mailbridge.outbox.send import ROUND_SECONDS, deliver_due
 from mailbridge.workflow.acknowledge import acknowledge_due, watch_deadlines
 
 log = get_logger("mailbridge.jobs")
+
+SEND_EVERY = 15  # seconds between the outbox sender's rounds
 
 
 class Jobs:
@@ -126,31 +131,47 @@ class Jobs:
         report = retention_job(self.db, self.settings, now)
         return {"purged": len(report.purged), "raw_dropped": report.raw_dropped}
 
-    def tick(self, now: datetime) -> dict:
-        """Every scheduled job once, in order; the sender last."""
+    def tick(self, now: datetime) -> tuple[dict, dict[str, str]]:
+        """Every scheduled job once, in order, the sender last; one that fails does not stop the
+        others. Returns what they did, and why each that failed did (by job name)."""
         result: dict = {}
+        failed: dict[str, str] = {}
         for job in (self.acknowledge, self.sla, self.retention, self.send):
-            result.update(_guarded(job, now))
-        return result
+            result.update(_guarded(job, now, failed) or {})
+        return result, failed
 
 
 _failing: set[str] = set()  # jobs in a failure incident: logged when it starts and when it ends
 
 
-def _guarded(job: Callable[[datetime], dict], now: datetime | None = None) -> dict:
+def _guarded(job: Callable[[datetime], dict], now: datetime | None = None,
+             failed: dict[str, str] | None = None) -> dict | None:
+    """Runs `job`; whatever it raises is logged (once per incident), counted, and noted in
+    `failed` (job name -> why), and None returned."""
     name = getattr(job, "__name__", "job")
     try:
         result = job(now or datetime.now(timezone.utc))
-    except MailbridgeError as exc:
+    except Exception as exc:  # noqa: BLE001 - the one broad catch: a job's fault must not end its thread
         metrics.ERRORS.labels(name).inc()
+        if not isinstance(exc, MailbridgeError):
+            metrics.FAULTS.labels(name).inc()
+        fields = error_fields(exc)
         if name not in _failing:  # the database locked or the disk full: one line, not one per round
-            log.error("job.failed", job=name, error=str(exc), retrying=True)
+            log.error("job.failed", job=name, retrying=True, **fields)
             _failing.add(name)
-        return {}
+        if failed is not None:
+            failed[name] = fields.get("error") or f"unexpected {fields['error_type']}"
+        return None
     if name in _failing:
         _failing.discard(name)
         log.info("job.recovered", job=name)
     return result
+
+
+def stuck_loops(loops: dict[str, tuple[service.Heartbeat, threading.Thread | None]]) -> list[str]:
+    """The loops (by name) that stopped turning: their thread is gone, or their heartbeat is stale."""
+    return [name for name, (heartbeat, thread) in loops.items()
+            if (thread is not None and not thread.is_alive()) or not heartbeat.healthy()]
 
 
 def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] | None = None) -> None:
@@ -159,11 +180,17 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     jobs = Jobs(settings, db)
     clock = lambda: datetime.now(timezone.utc)  # noqa: E731
 
+    sender = service.Heartbeat(SEND_EVERY + ROUND_SECONDS + settings.smtp.timeout)  # a round's longest
+
+    def send() -> None:
+        _guarded(jobs.send, clock())
+        sender.beat()  # a failed round turned too: only a hang stops the beat
+
     def answer(_fetched: int) -> None:
         # "Immediately by default": new tickets are acknowledged, and the notices
         # sent, right after the poll that took them in, not at the next round.
-        for job in (jobs.acknowledge, jobs.send):
-            _guarded(job, clock())
+        _guarded(jobs.acknowledge, clock())
+        send()
 
     intakes, loops, heartbeats = [], [], []
     for box in settings.intake_mailboxes:
@@ -177,11 +204,12 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     common = {"max_instances": 1, "coalesce": True, "next_run_time": clock()}
     def acknowledge() -> None:
         # What the round queued goes out now, not at the sender's next round.
-        if _guarded(jobs.acknowledge, clock()).get("acknowledged"):
-            _guarded(jobs.send, clock())
+        if (_guarded(jobs.acknowledge, clock()) or {}).get("acknowledged"):
+            send()
 
     scheduler.add_job(acknowledge, "interval", seconds=30, id="acknowledge", **common)
-    for seconds, job, name in ((300, jobs.sla, "sla"), (15, jobs.send, "outbox"), (86400, jobs.retention, "retention")):
+    scheduler.add_job(send, "interval", seconds=SEND_EVERY, id="outbox", **common)
+    for seconds, job, name in ((300, jobs.sla, "sla"), (86400, jobs.retention, "retention")):
         scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
     started = clock()
 
@@ -196,16 +224,28 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     alarm_every = max(1.0, min(30.0, settings.alarm.poll_stale_minutes * 60 / 2))
     scheduler.add_job(_guarded, "interval", args=[alarm], seconds=alarm_every, id="alarm", **common)
     if settings.metrics.listen:
-        metrics.serve(settings.metrics.listen)
+        try:
+            metrics.serve(settings.metrics.listen)
+        except OSError as exc:  # the port taken, the address not ours: one line, not a traceback
+            raise MailbridgeError(f"metrics.listen: cannot listen on {settings.metrics.listen}: {exc.strerror}") from None
+    threads = [threading.Thread(target=loop.run, name=f"intake-{loop.intake.mailbox}", daemon=True) for loop in loops]
+    watched: dict[str, tuple[service.Heartbeat, threading.Thread | None]] = {
+        thread.name: (heartbeat, thread) for thread, heartbeat in zip(threads, heartbeats)}
+    watched["outbox"] = (sender, None)
     timeout = service.watchdog_interval()
     if timeout:
+        withheld: list[str] = []
+
         def ping_watchdog() -> None:
-            # Withheld only when an intake loop itself is stuck: systemd then restarts us.
-            stuck = [h for h in heartbeats if not h.healthy()]
-            if stuck:
-                log.error("watchdog.withheld", silent_seconds=round(max(h.age() for h in stuck)))
-                return
-            heartbeats[0].ping()
+            # Withheld when a loop stopped turning (an intake thread gone or hung, a send round
+            # that never ends): systemd then restarts us. One line when that starts.
+            stuck = stuck_loops(watched)
+            if stuck and stuck != withheld:
+                log.error("watchdog.withheld", loops=stuck,
+                          silent_seconds=round(max(watched[name][0].age() for name in stuck)))
+            withheld[:] = stuck
+            if not stuck:
+                service.watchdog()
 
         scheduler.add_job(ping_watchdog, "interval", seconds=timeout / 2, id="watchdog", **common)
     done = threading.Event()
@@ -222,22 +262,20 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
         if reload is None:
             return
         try:
-            fresh = reload()
-        except MailbridgeError as exc:
-            log.error("config.reload_failed", error=str(exc))  # the running config stays
+            fresh = reload().model_copy(update={"imap": settings.imap, "mailboxes": settings.mailboxes,
+                                                "smtp": settings.smtp, "database": settings.database})
+            renderer = Renderer(fresh.outbox.templates_path, fresh.policy.timezone)
+        except Exception as exc:  # noqa: BLE001 - a signal handler that raises would end the daemon
+            log.error("config.reload_failed", **error_fields(exc))  # the running config stays
             return
-        fresh = fresh.model_copy(update={"imap": settings.imap, "mailboxes": settings.mailboxes,
-                                         "smtp": settings.smtp, "database": settings.database})
-        jobs.settings = fresh
-        jobs.renderer = Renderer(fresh.outbox.templates_path, fresh.policy.timezone)
+        jobs.settings, jobs.renderer = fresh, renderer
         for intake in intakes:
-            intake.settings, intake.renderer = fresh, jobs.renderer
+            intake.settings, intake.renderer = fresh, renderer
         log.info("config.reloaded", agents=len(fresh.agents), divisions=len(fresh.divisions))
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reread)
-    threads = [threading.Thread(target=loop.run, name=f"intake-{loop.intake.mailbox}", daemon=True) for loop in loops]
     scheduler.start()
     for thread in threads:
         thread.start()

@@ -3,9 +3,11 @@
 A new mail is a ticket, acknowledged and answered, within about a second of
 its arrival on a server that offers IDLE; elsewhere the loop polls every
 `poll_interval`. IDLE is re-issued well before the 29 minutes after which
-RFC 2177 lets a server drop it. An outage is retried with capped, jittered
-exponential back-off and logged once when it starts and once when it ends,
-not on every retry; the other jobs of the daemon run on meanwhile.
+RFC 2177 lets a server drop it. An outage, or any other fault (a bug, a
+broken storage folder), is retried with capped, jittered exponential
+back-off and logged once when it starts and once when it ends, not on every
+retry; the loop never ends but by SIGTERM, and the other jobs of the daemon
+run on meanwhile.
 
 On PostgreSQL several daemons may serve the same mailbox: a loop polls only
 while it holds the mailbox's advisory lock, and otherwise stands by, trying
@@ -18,10 +20,11 @@ import random
 import threading
 from collections.abc import Callable
 
+from mailbridge import metrics
 from mailbridge.adapters.db import PollerLock
 from mailbridge.adapters.imap import ImapConnection
 from mailbridge.config import ImapSettings
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import MailbridgeError, error_fields
 from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
 
@@ -66,17 +69,22 @@ class IntakeLoop:
                 if not self._hold_lock():
                     continue
                 imap = ImapConnection(settings).open()
-                mover = ImapConnection(settings).open()
                 try:
-                    self._serve(imap, mover)
+                    mover = ImapConnection(settings).open()
+                    try:
+                        self._serve(imap, mover)
+                    finally:
+                        mover.close()
                 finally:
                     imap.close()
-                    mover.close()
-            except MailbridgeError as exc:
+            except Exception as exc:  # noqa: BLE001 - this thread must outlive any fault, not only ours
                 self._failed(exc)
                 self.stop_event.wait(backoff_delay(self.failures))
                 self.on_beat()  # retrying an outage is alive, not stuck
-        self.lock.release()
+        try:
+            self.lock.release()
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; the lock goes with the connection
+            log.warning("intake.lock_release_failed", mailbox=self.intake.mailbox, **error_fields(exc))
 
     def _hold_lock(self) -> bool:
         """Ours to poll? If not, wait a little (standing by is alive too) and say so once."""
@@ -120,13 +128,19 @@ class IntakeLoop:
             waited += slice_
             self.on_beat()
 
-    def _failed(self, exc: MailbridgeError) -> None:
+    def _failed(self, exc: Exception) -> None:
         self.failures += 1
+        metrics.ERRORS.labels("intake").inc()
+        if not isinstance(exc, MailbridgeError):
+            metrics.FAULTS.labels("intake").inc()
+        fields = error_fields(exc)
         if self.failures == 1:  # one line per incident, however it changes while it lasts
-            log.error("intake.unavailable", error=str(exc), retrying=True)
+            # A server outage is "unavailable"; anything else is a fault of ours or of the host.
+            event = "intake.unavailable" if isinstance(exc, MailbridgeError) else "intake.failed"
+            log.error(event, mailbox=self.intake.mailbox, retrying=True, **fields)
         else:
-            log.debug("intake.retry", error=str(exc), failures=self.failures)
-        self.last_error = str(exc)
+            log.debug("intake.retry", mailbox=self.intake.mailbox, failures=self.failures, **fields)
+        self.last_error = fields.get("error") or fields["error_type"]
 
     def _recovered(self) -> None:
         if self.failures:
