@@ -106,3 +106,86 @@ def test_winmail_dat_that_cannot_be_unpacked_is_kept_as_it_is():
     mail = parse_mail(_outlook_mail(broken), 10**6)
     assert mail.text == "Csatolom az árajánlatot."
     assert [(p.filename, p.data) for p in mail.attachments] == [("winmail.dat", broken)]
+
+
+# --- reply splitting and text: linear, bounded -----------------------------------------
+
+_QUOTED = "> x\n" * 10
+CRAFTED_REPLIES = {
+    # Each took minutes at this size: mail-parser-reply's patterns are quadratic in a
+    # line's length and its signature pattern, like our "^\s*", in a run of blank lines.
+    "on-line": _QUOTED + "On " + "a" * 250_000,
+    "hungarian-date-line": _QUOTED + "2024. " + "a" * 250_000,
+    "on-words": _QUOTED + "On " + "a " * 125_000,
+    "blank-lines": "> x\nwrote:\na" + "\n" * 250_000 + "b",
+    "spaces": "> x\nwrote:\na" + " " * 250_000 + "b",
+    "best-regards": "> x\nBest regards" + "\n" * 250_000,
+}
+
+
+def test_reply_splitting_takes_linear_time_on_crafted_text():
+    started = time.monotonic()
+    for text in CRAFTED_REPLIES.values():
+        new_text_of(text)
+    # Generous: the old code needed more than 4 s for 20 000 characters of the first alone.
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Köszönöm!\n\n2024. aug. 1., csüt 10:12 időpontban Kovács Béla <b@x.hu> ezt írta:\n> régi", "Köszönöm!"),
+        ("Thanks\n\nOn Mon, Jan 1, 2024 at 10:00 AM John Doe <john@example.com>\nwrote:\n> old", "Thanks"),
+        ("Reply\n\n" + "_" * 32 + "\nFrom: Support <s@x.com>\nSent: Monday\nTo: me\nSubject: hi\n\nold", "Reply"),
+        ("Szia\n\nFeladó: Support <s@x.com>\nElküldve: hétfő\nCímzett: én\nTárgy: hi\n\nold", "Szia"),
+        # mail-parser-reply's Outlook header past the first 64 kB is not looked for: kept whole.
+        ("a\n" * 40_000 + "Feladó: x\nElküldve: y\n> old", "a\n" * 40_000 + "Feladó: x\nElküldve: y"),
+    ],
+    ids=["gmail-hu", "gmail-en-wrapped", "outlook-en", "outlook-hu", "past-the-scan"],
+)
+def test_reply_splitting_still_finds_the_quote_header(text, expected):
+    assert new_text_of(text) == expected
+
+
+def _plain(body: bytes, cte: str = "8bit", subtype: str = "plain") -> bytes:
+    return (f"From: Nagy Péter <nagy@example.hu>\r\nTo: support@crossec.com\r\nSubject: napló\r\n"
+            f"Message-ID: <big@example.hu>\r\nMIME-Version: 1.0\r\nContent-Type: text/{subtype}; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode() + body
+
+
+LOG_LINE = "Hibaüzenet a naplóban, sorszám és időbélyeg. 0123456789\r\n".encode()
+
+
+def test_a_big_text_body_is_cut_for_the_ticket_with_a_note():
+    raw = _plain(LOG_LINE * 200_000)  # 12 MB
+    mail = parse_mail(raw, 10**6)
+    assert 900_000 < len(mail.text.encode()) < 1_100_000
+    assert mail.text.startswith("Hibaüzenet a naplóban")
+    assert mail.text.endswith("more text not shown here: the whole mail is kept as it came]")
+    assert mail.raw_size == len(raw) and mail.raw_sha256 == hashlib.sha256(raw).hexdigest()
+
+
+def test_many_text_parts_share_one_cap():
+    part = b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + LOG_LINE * 15_000 + b"\r\n"
+    raw = _plain(b"", subtype="plain").replace(b"text/plain; charset=utf-8", b'multipart/mixed; boundary="b"') \
+        + part * 40 + b"--b--\r\n"
+    mail = parse_mail(raw, 10**6)
+    assert len(mail.text.encode()) < 1_100_000 and "more text not shown here" in mail.text
+
+
+@pytest.mark.parametrize("cte", ["quoted-printable", "8bit", "base64"])
+def test_attachments_of_a_big_mail_come_out_byte_exact_in_any_encoding(cte):
+    blob = os.urandom(1_500_000) if cte != "8bit" else LOG_LINE.replace(b"\r", b"") * 30_000
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.hu", "support@crossec.com", "mentés"
+    message.set_content("Csatolom.")
+    message.add_attachment(blob, maintype="application", subtype="octet-stream", filename="mentes.bak", cte=cte)
+    [part] = parse_mail(bytes(message), 10**7).attachments
+    assert part.sha256 == hashlib.sha256(blob).hexdigest() and part.filename == "mentes.bak"
+
+
+def test_a_mail_of_endless_mime_parts_is_refused_not_parsed():
+    part = b"--b\r\nContent-Type: application/octet-stream\r\n\r\n" + b"x" * 300 + b"\r\n"
+    raw = _plain(b"").replace(b"text/plain; charset=utf-8", b'multipart/mixed; boundary="b"') + part * 6000
+    with pytest.raises(Exception, match="more than 5000 MIME parts"):
+        parse_mail(raw, 10**6)

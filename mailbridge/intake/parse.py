@@ -18,14 +18,15 @@ import mimetypes
 import quopri
 import re
 import unicodedata
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import charset_normalizer
 import html2text
 import mailparser
 from flufl.bounce import scan_message
-from mailparser_reply import EmailReplyParser
 from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE
+from mailparser_reply.parser import EmailMessage
 from tnefparse import TNEF
 
 from mailbridge.errors import UnparseableMail
@@ -47,10 +48,22 @@ MAIL_LANGUAGES.setdefault(
     },
 )
 REPLY_LANGUAGES = ["hu", "en", "de", "fr", "es", "it", "nl", "pl", "cs"]
-_reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
+# The quote headers ("On … wrote:", "Feladó: …") of every language, as mail-parser-reply
+# builds them. We search with them ourselves: its parser also runs a signature pattern
+# that is quadratic in a run of blank lines (10 000 of them took 10 s).
+_QUOTE_HEADER = EmailMessage(text="", languages=list(REPLY_LANGUAGES)).HEADER_REGEX
+# A quote header is one short line or two; its patterns are quadratic in a line's
+# length ("On " + 20 000 letters took 4 s), so they only see this much of each line.
+QUOTE_HEADER_LINE = 300
+# ... and only the first lines of a reply, this many characters: the quote header
+# follows what the author wrote, and beyond this the text is kept whole as new text
+# (the patterns cost about 5 µs a character, so a 1 MB text would take 5 s).
+QUOTE_HEADER_SCAN = 64 * 1024
+_OUTLOOK_SEPARATOR = re.compile(r"[_-]{32,}")
 _ORIGINAL_MESSAGE = re.compile(
-    r"^\s*-{2,}\s*(?:Eredeti üzenet|Original Message|Ursprüngliche Nachricht|Message d'origine|"
-    r"Továbbított üzenet|Forwarded message)\s*-{2,}"
+    # [ \t], not \s: "\s*" at every start of a run of blank lines made it quadratic (20 000 took 3 s).
+    r"^[ \t]*-{2,}[ \t]*(?:Eredeti üzenet|Original Message|Ursprüngliche Nachricht|Message d'origine|"
+    r"Továbbított üzenet|Forwarded message)[ \t]*-{2,}"
     # Gmail's quote header, which clients wrap onto a second line:
     r"|^[ >]*\d{4}\.\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bezt írta:[ \t]*$"
     r"|^[ >]*On\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bwrote:[ \t]*$"
@@ -89,9 +102,9 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     head = raw[:4096]
     if b"\x00" in head and not re.match(rb"^[\x21-\x39\x3b-\x7e]+:", raw):
         raise UnparseableMail("binary data, not a mail message")
-    shrunk, set_aside = _set_aside_big_blocks(raw)
+    shrunk = _shrink(raw)
     try:
-        parsed = mailparser.parse_from_bytes(shrunk)
+        parsed = mailparser.parse_from_bytes(shrunk.raw)
     except Exception as exc:  # mail-parser raises anything from its depths
         raise UnparseableMail(f"mail-parser failed: {type(exc).__name__}: {exc}") from None
     message = parsed.message
@@ -103,13 +116,16 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
 
     text, html = _bodies(parsed, message)
     text, html = text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
+    left_out = shrunk.text_cut
     if not text and html:
-        text = html_to_text(html)
+        text, not_rendered = _text_of_html(html)
+        left_out += not_rendered
     if not text and not html and "StartBoundaryNotFoundDefect" in parsed.defects_categories:
         # The boundary is wrong: keep what the customer wrote, MIME debris and all (P6).
-        body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1]
+        body = re.split(rb"\r?\n\r?\n", shrunk.raw, maxsplit=1)[-1]
         text = _decode_text(body, message.get_content_charset()).replace("\r\n", "\n").strip()
-    attachments = tuple(_attachments(parsed, raw, max_attachment_bytes, set_aside))
+    text += _cut_note(left_out)
+    attachments = tuple(_attachments(parsed, raw, max_attachment_bytes, shrunk.set_aside))
     content_type = message.get_content_type()
     sender = _first_address(parsed.from_)
     if sender and (sender.name.isascii() or "\ufffd" in sender.name) and not (_raw_header(raw, "from") or b"").isascii():
@@ -139,11 +155,33 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     )
 
 
+# What the ticket shows where a big mail's text was cut; the raw copy holds all of it.
+TEXT_CUT_NOTE = "\n\n[… {size} more text not shown here: the whole mail is kept as it came]"
+# html2text costs up to 10 µs a character of hostile markup: a text rendering is made
+# of this much HTML (the HTML itself is kept as it came).
+MAX_HTML_TO_TEXT = 512 * 1024
+
+
 def html_to_text(html: str) -> str:
+    text, left_out = _text_of_html(html)
+    return text + _cut_note(left_out)
+
+
+def _text_of_html(html: str) -> tuple[str, int]:
+    """A text rendering of the HTML, and how many bytes of it were left out."""
+    shown = html[:MAX_HTML_TO_TEXT]
     try:
-        return _html.handle(html).strip()
+        text = _html.handle(shown).strip()
     except Exception:  # html2text on hostile markup: fall back to stripping tags
-        return re.sub(r"<[^>]+>", " ", html).strip()
+        text = re.sub(r"<[^>]+>", " ", shown).strip()
+    return text, (len(html.encode()) - len(shown.encode()) if len(html) > len(shown) else 0)
+
+
+def _cut_note(left_out: int) -> str:
+    if not left_out:
+        return ""
+    size = f"{left_out / 1024 / 1024:.1f} MB" if left_out >= 100 * 1024 else f"{left_out // 1024 or 1} kB"
+    return TEXT_CUT_NOTE.format(size=size)
 
 
 # Cheap test before the expensive one: does the text quote anything at all?
@@ -158,23 +196,40 @@ def _quotes_something(text: str) -> bool:
 
 
 def new_text_of(text: str) -> str:
-    """The part of a reply its author wrote: quoted history and its header removed."""
+    """The part of a reply its author wrote: quoted history and its header removed.
+    Linear in the text: each pattern sees a line's first QUOTE_HEADER_LINE characters."""
     if not text:
         return ""
     if not _quotes_something(text):
         return text.strip()
     cut = _ORIGINAL_MESSAGE.search(text)
-    head = text[: cut.start()] if cut else text
-    try:
-        latest = _reply_parser.parse_reply(head)
-    except Exception:  # a regex pathology must not cost us the mail
-        latest = head
-    latest = latest if latest is not None else head
-    lines = latest.splitlines()
-    # Trailing ">" blocks without a header line are quoted history too.
-    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith(">")):
-        lines.pop()
-    return "\n".join(lines).strip()
+    lines = [line.strip() for line in (text[: cut.start()] if cut else text).split("\n")]
+    scanned, length = 0, 0
+    while scanned < len(lines) and length < QUOTE_HEADER_SCAN:
+        length += min(len(lines[scanned]), QUOTE_HEADER_LINE) + 1
+        scanned += 1
+    probe = "\n".join(line[:QUOTE_HEADER_LINE] for line in lines[:scanned])
+    latest = _first_reply(lines, probe)
+    # Trailing ">" blocks without a header line are quoted history too, and so is
+    # Outlook's line of underscores above its "From:" block.
+    while latest and (not latest[-1] or latest[-1].startswith(">") or _OUTLOOK_SEPARATOR.fullmatch(latest[-1])):
+        latest.pop()
+    return "\n".join(latest).strip()
+
+
+def _first_reply(lines: list[str], probe: str) -> list[str]:
+    """The lines up to the first quote header in `probe` (the first lines); if nothing
+    stands above it (a mail that opens with one), up to the next, as mail-parser-reply
+    reads a reply. Without a header there, all the lines."""
+    start = line = counted = 0
+    for found in _QUOTE_HEADER.finditer(probe):
+        line += probe.count("\n", counted, found.start())  # on from the last header: linear
+        counted = found.start()
+        header = line + (probe[counted] == "\n")  # Outlook's pattern starts at the newline before
+        if any(lines[start:header]):
+            return lines[start:header]
+        start = header
+    return lines[start:]
 
 
 # Names Windows gives to devices, whatever the extension ("CON.txt" opens the console).
@@ -210,7 +265,7 @@ def _shorten(name: str) -> str:
 
 def sanitize_filename(name: str, content_type: str = "") -> str:
     """A name safe on any disk: no folders, no `..`, no control or invisible characters
-    (no bidi tricks: "invoice\u202efdp.exe" shows as "invoiceexe.pdf"), none that Windows
+    (no bidi tricks: "invoice", U+202E, "fdp.exe" shows as "invoiceexe.pdf"), none that Windows
     refuses, no device names (CON, COM1, ...), no trailing dots or spaces, bounded."""
     name = unicodedata.normalize("NFC", name or "")
     name = re.split(r"[/\\]", name)[-1]
@@ -403,47 +458,159 @@ def _bodies(parsed, message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     return "\n".join(texts).strip(), "\n".join(htmls).strip()
 
 
-# Big base64 attachments never reach mail-parser, which holds about eight
-# copies of what it parses: each run of base64 lines of 1 MB or more outside a
-# text part is swapped for a short placeholder (itself valid base64), and the
-# attachment is decoded here straight from the raw bytes.
-_BIG_BLOCK = 1024 * 1024
-_BASE64_PART = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
-_BASE64_ONLY = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
+# --- big mail -----------------------------------------------------------------------
+# mail-parser holds about eight copies of what it parses. A big mail reaches it as
+# its structure and the first MAX_TEXT_BYTES of its text only: every other body (an
+# attachment, in any transfer encoding) is swapped for a short placeholder and decoded
+# here straight from the raw bytes, and text beyond the cap is cut, with a note that
+# says so. The raw copy stays whole, so nothing is lost.
+SHRINK_ABOVE = 1024 * 1024
+MAX_TEXT_BYTES = 1024 * 1024  # of text bodies, all parts together, as sent
+MAX_HEADER_BYTES = 256 * 1024  # of one header block
+MAX_PARTS = 5000
+MAX_DEPTH = 40
+MAX_SHRUNK_BYTES = 8 * 1024 * 1024  # more is MIME structure, not anything a person wrote
+_SET_ASIDE_FROM = 256  # smaller bodies stay where they are
 _PLACEHOLDER = b"MAILBRIDGE-SET-ASIDE-"
+# Read as text, not set aside: the bounce detectors read them.
+_REPORT_PARTS = ("message/delivery-status", "text/rfc822-headers", "message/rfc822-headers",
+                 "message/disposition-notification", "message/feedback-report")
 
 
-def _set_aside_big_blocks(raw: bytes) -> tuple[bytes, list[tuple[int, int]]]:
-    """(the message with big base64 bodies replaced, where each body was in `raw`)."""
-    if len(raw) < _BIG_BLOCK:
-        return raw, []
-    spans: list[tuple[int, int]] = []
-    pieces: list[bytes] = []
-    last = 0
-    for found in _BASE64_PART.finditer(raw):
-        blank = re.compile(rb"\r?\n\r?\n").search(raw, found.end())
-        if blank is None or blank.start() < last:
-            continue
-        body_start = blank.end()
-        body_end = raw.find(b"\n--", body_start)
-        body_end = len(raw) if body_end < 0 else body_end + 1
-        part_head = raw[max(0, found.start() - 4000) : body_start].rsplit(b"\n--", 1)[-1]
-        if (body_end - body_start < _BIG_BLOCK or re.search(rb"(?i)content-type:\s*text/", part_head)
-                or _BASE64_ONLY.match(raw, body_start, body_start + 4096).end() != min(body_start + 4096, body_end)):
-            continue
-        pieces += [raw[last:body_start], base64.b64encode(_PLACEHOLDER + str(len(spans)).encode()) + b"\r\n"]
-        spans.append((body_start, body_end))
-        last = body_end
-    if not spans:
-        return raw, []
+@dataclass(frozen=True)
+class _SetAside:
+    start: int
+    end: int
+    encoding: str  # the part's Content-Transfer-Encoding
+
+
+@dataclass
+class _Shrunk:
+    raw: bytes  # what mail-parser reads
+    set_aside: list[_SetAside] = field(default_factory=list)
+    text_cut: int = 0  # bytes of text left out
+
+
+def _shrink(raw: bytes) -> _Shrunk:
+    """The message as mail-parser may read it (see above), or UnparseableMail."""
+    if len(raw) < SHRINK_ABOVE:
+        return _Shrunk(raw)
+    walk = _Walk(raw)
+    walk.entity(0, len(raw), 0)
+    pieces, last = [], 0
+    for start, end, replacement in walk.edits:
+        pieces += [raw[last:start], replacement]
+        last = end
     pieces.append(raw[last:])
-    return b"".join(pieces), spans
+    shrunk = b"".join(pieces)
+    if len(shrunk) > MAX_SHRUNK_BYTES:
+        raise UnparseableMail(f"{len(shrunk) // 1024 // 1024} MB of MIME structure besides attachments and text "
+                              f"({walk.parts} parts): more than is read")
+    return _Shrunk(shrunk, walk.set_aside, walk.text_seen - walk.text_kept)
+
+
+class _Walk:
+    """One pass over a big message's MIME tree, noting what to cut and set aside.
+    It finds the structure as the email package does (the same header parser,
+    boundaries at line starts), reading only the header blocks."""
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self.edits: list[tuple[int, int, bytes]] = []  # (start, end, replacement), in order
+        self.set_aside: list[_SetAside] = []
+        self.text_seen = self.text_kept = self.parts = 0
+
+    def entity(self, start: int, end: int, depth: int) -> None:
+        """Header block + body in raw[start:end]."""
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise UnparseableMail(f"more than {MAX_PARTS} MIME parts")
+        raw = self.raw
+        if raw.startswith(b"\n", start) or raw.startswith(b"\r\n", start):
+            head_end = body = start + (1 if raw[start] == 0x0A else 2)  # no header fields
+        else:
+            ends = [i for i in (raw.find(b"\n\n", start, end), raw.find(b"\n\r\n", start, end)) if i >= 0]
+            head_end = min(ends) + 1 if ends else end
+            body = head_end + (1 if raw.startswith(b"\n", head_end) else 2) if ends else end
+        if head_end - start > MAX_HEADER_BYTES:
+            cut = raw.rfind(b"\n", start, start + MAX_HEADER_BYTES) + 1 or start + MAX_HEADER_BYTES
+            self.edits.append((cut, head_end, b""))
+            head_end = cut
+        header = email.message_from_bytes(raw[start:head_end] + b"\n")
+        content_type = header.get_content_type()
+        if depth < MAX_DEPTH and content_type.startswith("multipart/") and header.get_boundary():
+            self.multipart(header.get_boundary().encode("utf-8", "replace"), body, end, depth)
+        elif depth < MAX_DEPTH and content_type in ("message/rfc822", "message/global"):
+            self.entity(body, end, depth + 1)
+        elif content_type in _REPORT_PARTS or (content_type in ("text/plain", "text/html")
+                                               and header.get_content_disposition() != "attachment"
+                                               and not header.get_filename()):
+            self.text(body, end)
+        elif end - body >= _SET_ASIDE_FROM:
+            encoding = str(header.get("content-transfer-encoding", "")).strip().lower()
+            placeholder = _PLACEHOLDER + str(len(self.set_aside)).encode()
+            self.set_aside.append(_SetAside(body, end, encoding))
+            self.edits.append((body, end, base64.b64encode(placeholder) if encoding == "base64" else placeholder))
+
+    def multipart(self, boundary: bytes, body: int, end: int, depth: int) -> None:
+        raw, delimiter = self.raw, b"--" + boundary
+        starts: list[tuple[int, int]] = []  # (where the delimiter line starts, where the part after it starts)
+        closed = False
+        at = raw.find(delimiter, body, end)
+        while at >= 0:
+            line_end = raw.find(b"\n", at, end)
+            line_end = end if line_end < 0 else line_end + 1
+            rest = raw[at + len(delimiter) : line_end].strip()
+            if (at == body or raw[at - 1] == 0x0A) and rest in (b"", b"--"):
+                # The line break before a delimiter belongs to it (RFC 2046).
+                line_start = at - (2 if raw[at - 2 : at] == b"\r\n" else 1) if at > body else at
+                starts.append((line_start, line_end))
+                if rest == b"--":
+                    closed = True
+                    break
+            at = raw.find(delimiter, line_end, end)
+        if not starts:
+            self.text(body, end)  # no part starts: the email package reads it all as text too
+            return
+        self.edits.append((body, starts[0][0], b""))  # the preamble, which nobody reads
+        if not closed:  # no closing delimiter: the last part runs to the end
+            starts.append((end, end))
+        for (_, part), (next_line, _) in zip(starts, starts[1:]):
+            self.entity(part, next_line, depth + 1)
+        if closed:
+            self.edits.append((starts[-1][1], end, b""))  # the epilogue, likewise
+
+    def text(self, body: int, end: int) -> None:
+        size = end - body
+        keep = max(0, min(size, MAX_TEXT_BYTES - self.text_kept))
+        if keep < size:
+            # At a line end: no broken quoted-printable escape or base64 quantum.
+            line_end = self.raw.rfind(b"\n", body, body + keep)
+            keep = line_end + 1 - body if line_end >= 0 else keep
+            self.edits.append((body + keep, end, b""))
+        self.text_seen += size
+        self.text_kept += keep
+
+
+def _set_aside_data(raw: bytes, part: _SetAside) -> bytes:
+    """A set-aside body decoded as the email package would (no copy of the slice for base64)."""
+    body = memoryview(raw)[part.start : part.end]
+    if part.encoding == "base64":
+        try:
+            return binascii.a2b_base64(body)  # newlines skipped
+        except binascii.Error:  # bad padding or stray characters: what the email package reads
+            letters = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
+            letters = letters[: len(letters) - (len(letters) % 4 == 1)]
+            return binascii.a2b_base64(letters + b"=" * (-len(letters) % 4))
+    if part.encoding == "quoted-printable":
+        return binascii.a2b_qp(body)
+    return bytes(body)
 
 
 _INVENTED_NAME = re.compile(r"^[a-z]{10}\.(?:txt|rtf)$")
 
 
-def _attachments(parsed, raw: bytes, limit: int, set_aside: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+def _attachments(parsed, raw: bytes, limit: int, set_aside: list[_SetAside]):  # type: ignore[no-untyped-def]
     for item in parsed.attachments:
         payload = item.get("payload") or ""
         if item.get("binary"):
@@ -454,8 +621,7 @@ def _attachments(parsed, raw: bytes, limit: int, set_aside: list[tuple[int, int]
         else:
             data = payload.encode(item.get("charset") or "utf-8", "replace")
         if data.startswith(_PLACEHOLDER) and set_aside:
-            start, end = set_aside[int(data[len(_PLACEHOLDER):])]
-            data = binascii.a2b_base64(memoryview(raw)[start:end])  # no copy of the slice; newlines skipped
+            data = _set_aside_data(raw, set_aside[int(data[len(_PLACEHOLDER):])])
         content_type = (item.get("mail_content_type") or "application/octet-stream").lower()
         content_id = (item.get("content-id") or "").strip().strip("<>")
         raw_name = item.get("filename") or ""
@@ -537,7 +703,8 @@ def _delivery_report(message, content_type: str, sender: Address, return_path: s
         # Free-text bounces quote the original's headers in their body.
         whole = message.as_bytes()
         body = re.split(rb"\r?\n\r?\n", whole, maxsplit=1)[-1]
-        message_ids = [m.decode("ascii", "replace") for m in re.findall(rb"(?im)^\s*Message-ID:\s*(<[^>\s]+>)", body)]
+        # [ \t], not \s: "^\s*" is quadratic in a run of blank lines.
+        message_ids = [m.decode("ascii", "replace") for m in re.findall(rb"(?im)^[ \t]*Message-ID:\s*(<[^>\s]+>)", body)]
     if not is_report and not recipients and not message_ids:
         return None
     return DeliveryReport(tuple(recipients), tuple(dict.fromkeys(message_ids)), permanent)
