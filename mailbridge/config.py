@@ -99,6 +99,9 @@ class ImapSettings(Section):
     poll_interval: float = Field(60, gt=0, le=86400)
     batch_size: int = Field(200, ge=1, le=5000)
     timeout: float = Field(60, gt=0, le=3600)
+    # A bigger mail is not fetched: quarantined with the reason, left in the quarantine folder.
+    max_message_bytes: int = Field(50 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    parse_timeout: float = Field(30, gt=0, le=600)  # seconds one mail may take to read; then quarantined
 
     @model_validator(mode="after")
     def _secret(self) -> "ImapSettings":

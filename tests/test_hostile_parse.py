@@ -6,15 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import struct
+import subprocess
 import time
+import zlib
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
 from corpus.make_corpus import LVL_ATTACHMENT, LVL_MESSAGE, _tnef_attr, make_pdf
 from factory import simple_mail
+from mailbridge.config import Settings
 from mailbridge.intake.parse import new_text_of, parse_mail, sanitize_filename
+from mailbridge.intake.pipeline import ParseWorkers
+from mailbridge.intake.prepare import PrepareOptions, prepare_mail
 
 QUARANTINE = "mailbridge/quarantine"
 PROCESSED = "mailbridge/processed"
@@ -189,3 +196,122 @@ def test_a_mail_of_endless_mime_parts_is_refused_not_parsed():
     raw = _plain(b"").replace(b"text/plain; charset=utf-8", b'multipart/mixed; boundary="b"') + part * 6000
     with pytest.raises(Exception, match="more than 5000 MIME parts"):
         parse_mail(raw, 10**6)
+
+
+# --- the time and size budget of the parse workers ---------------------------------------
+
+
+def _hang_on_poison(raw: bytes, options):  # runs in a worker process
+    if b"POISON" in raw:
+        time.sleep(3600)
+    if b"CRASH" in raw:
+        os._exit(3)
+    return prepare_mail(raw, options)
+
+
+def _message_id(raw: bytes) -> str:
+    return next(line.split(b":", 1)[1].strip().decode() for line in raw.splitlines() if line.startswith(b"Message-ID:"))
+
+
+def test_a_worker_that_hangs_or_dies_is_replaced_and_the_others_go_on():
+    options = PrepareOptions.from_settings(Settings())
+    mails = [simple_mail(1, body="POISON"), simple_mail(2), simple_mail(3, body="CRASH"), simple_mail(4)]
+    started = time.monotonic()
+    with ParseWorkers(options, workers=1, seconds=2, prepare=_hang_on_poison) as pool:
+        results = [future.result(timeout=120) for future in [pool.submit(raw) for raw in mails]]
+    assert results[0] == "parse took longer than 2 s"
+    assert results[2] == "the parser process died on this mail (exit code 3)"
+    assert [r.mail.message_id for r in (results[1], results[3])] == [_message_id(mails[1]), _message_id(mails[3])]
+    assert time.monotonic() - started < 60  # not the hour the poisoned mail asked for
+
+
+def _read(bridge, sql: str) -> list[tuple]:
+    with sqlite3.connect(bridge.config.parent / "mailbridge.db") as connection:
+        return connection.execute(sql).fetchall()
+
+
+def _heavy_mail() -> bytes:
+    """Slow to read for real, though nothing in it is pathological: a 24 MB quoted-printable file."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.hu", "support@crossec.com", "mentes"
+    message["Message-ID"] = "<heavy@example.hu>"
+    message.set_content("Csatolom.")
+    message.add_attachment(os.urandom(8 * 1024 * 1024), maintype="application", subtype="octet-stream",
+                           filename="mentes.bak", cte="quoted-printable")
+    return bytes(message)
+
+
+def test_a_mail_over_the_time_budget_is_quarantined_and_the_poll_goes_on(mailbox, mailbridge_for):
+    bridge = mailbridge_for(mailbox, imap={"parse_timeout": 0.5})
+    mailbox.deliver(_heavy_mail())
+    mailbox.deliver(simple_mail(2))
+    result = bridge("poll", "--once")
+    assert "1 quarantined" in result.stdout and "1 new_ticket" in result.stdout
+    [entry] = json.loads(bridge("quarantine", "list", "--json").stdout)
+    assert entry["reason"] == "parse took longer than 0.5 s" and entry["subject"] == "mentes"
+    assert (mailbox.count("INBOX"), mailbox.count(QUARANTINE), mailbox.count(PROCESSED)) == (0, 1, 1)
+
+
+def test_a_mail_over_the_size_limit_is_not_fetched_but_quarantined(mailbox, mailbridge_for):
+    bridge = mailbridge_for(mailbox, imap={"max_message_bytes": 100_000})
+    mailbox.deliver(simple_mail(1, size_hint=300_000))
+    mailbox.deliver(simple_mail(2))
+    result = bridge("poll", "--once")
+    assert "1 quarantined" in result.stdout and "1 new_ticket" in result.stdout
+    [entry] = json.loads(bridge("quarantine", "list", "--json").stdout)
+    assert entry["reason"].startswith("larger than max_message_bytes (100000 bytes): ")
+    assert (mailbox.count("INBOX"), mailbox.count(QUARANTINE), mailbox.count(PROCESSED)) == (0, 1, 1)
+    # The server copy is the only whole one: nothing of it was fetched.
+    assert _read(bridge, "select count(*) from raw_message where size > 100000") == [(0,)]
+
+
+def test_a_crafted_reply_does_not_hold_the_poll(mailbox, mailbridge_for):
+    bridge = mailbridge_for(mailbox)
+    mailbox.deliver(simple_mail(1, body=CRAFTED_REPLIES["on-line"]))
+    mailbox.deliver(simple_mail(2, body=CRAFTED_REPLIES["blank-lines"]))
+    mailbox.deliver(simple_mail(3))
+    # The old code held the poll for minutes on either (165 s for a 120 kB one).
+    result = bridge("poll", "--once", subprocess_=True, timeout=90)
+    assert "3 new_ticket" in result.stdout
+
+
+def _peak_rss_of_tree(process: subprocess.Popen) -> int:
+    """The highest VmHWM (peak RSS, kB) of the process and its descendants, sampled until it ends."""
+    peak = 0
+    while True:
+        pids, children = [process.pid], {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        for pid in pids:
+            pids.extend(children.get(pid, []))
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        if process.poll() is not None:
+            return peak
+        time.sleep(0.05)
+
+
+def test_a_40_mb_text_body_is_taken_in_within_250_mb_and_cut_for_the_ticket(mailbox, mailbridge_for):
+    bridge = mailbridge_for(mailbox)
+    raw = _plain(LOG_LINE * (40 * 1024 * 1024 // len(LOG_LINE)))
+    mailbox.deliver(raw)
+    mailbox.deliver(simple_mail(2))
+    poll = subprocess.Popen(bridge.command("poll", "--once"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak_kb = _peak_rss_of_tree(poll)
+    output = poll.stdout.read().decode()
+    assert poll.returncode == 0 and "2 new_ticket" in output, output
+    assert peak_kb < 250 * 1024  # it was 595 MB
+    [text] = _read(bridge, "select text from message where message_id = '<big@example.hu>'")
+    assert 900_000 < len(text[0].encode()) < 1_100_000 and text[0].endswith("the whole mail is kept as it came]")
+    # The raw copy stays whole.
+    [(size, data)] = _read(bridge, f"select size, data from raw_message where size = {len(raw)}")
+    assert hashlib.sha256(zlib.decompress(data)).hexdigest() == hashlib.sha256(raw).hexdigest()

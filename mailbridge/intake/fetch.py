@@ -14,6 +14,8 @@ from mailbridge.logs import get_logger
 from mailbridge.mail import RawMail
 
 MAX_BATCH_BYTES = 32 * 1024 * 1024
+# A mail bigger than this is fetched a few MB at a time (memory: see ImapConnection.body_in_parts).
+CHUNKED_ABOVE = 8 * 1024 * 1024
 log = get_logger("mailbridge.intake")
 
 
@@ -35,9 +37,10 @@ def plan_batches(sizes: dict[int, int], batch_size: int, max_bytes: int = MAX_BA
 
 
 def fetch_new(
-    imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int
-) -> Iterator[tuple[list[int], list[RawMail]]]:
-    """Yields (asked UIDs, mails the server returned whole) batch by batch.
+    imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int, max_bytes: int
+) -> Iterator[tuple[list[int], list[RawMail], dict[int, int]]]:
+    """Yields (asked UIDs, mails the server returned whole, {UID: size} of those
+    over `max_bytes`, not fetched) batch by batch.
 
     A UID asked for but not returned whole (no body, or not the size the
     server itself announced) is in the first list only: the caller records
@@ -45,8 +48,15 @@ def fetch_new(
     """
     announced = imap.sizes(uids)
     # A UID without a size answer still gets asked for its body.
-    for batch in plan_batches({uid: announced.get(uid, 0) for uid in uids}, batch_size):
-        bodies = _bodies(imap, folder, batch)
+    for batch in plan_batches({uid: min(announced.get(uid, 0), max_bytes) for uid in uids}, batch_size):
+        too_large = {uid: announced[uid] for uid in batch if announced.get(uid, 0) > max_bytes}
+        big = [uid for uid in batch if CHUNKED_ABOVE < announced.get(uid, 0) <= max_bytes]
+        small = [uid for uid in batch if uid not in too_large and uid not in big]
+        bodies = _bodies(imap, folder, small) if small else {}
+        for uid in big:
+            body = _big_body(imap, folder, uid, announced[uid])
+            if body is not None:
+                bodies[uid] = body
         mails = []
         for uid in batch:
             body = bodies.get(uid)
@@ -56,7 +66,7 @@ def fetch_new(
                 log.warning("mail.fetch_garbled", folder=folder, uid=uid, announced=announced[uid], received=len(body))
                 continue
             mails.append(RawMail(folder, uidvalidity, uid, body))
-        yield batch, mails
+        yield [uid for uid in batch if uid not in too_large], mails, too_large
 
 
 def _bodies(imap: ImapConnection, folder: str, batch: list[int]) -> dict[int, bytes]:
@@ -76,3 +86,12 @@ def _bodies(imap: ImapConnection, folder: str, batch: list[int]) -> dict[int, by
     for uid in batch:
         found.update(_bodies(imap, folder, [uid]))
     return found
+
+
+def _big_body(imap: ImapConnection, folder: str, uid: int, size: int) -> bytes | None:
+    try:
+        return imap.body_in_parts(uid, size)
+    except ImapError as exc:
+        log.warning("mail.fetch_failed", folder=folder, uid=uid, error=str(exc))
+        imap.reopen(folder)
+        return None

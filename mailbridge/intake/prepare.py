@@ -78,8 +78,3 @@ def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
         compressed_raw=zlib.compress(raw, 6),
         rules=verdict,
     )
-
-
-def prepare_many(raws: list[bytes], options: PrepareOptions) -> list[Prepared | str]:
-    """Worker entry for a slice of a batch: one round trip to the pool per slice, not per mail."""
-    return [prepare_mail(raw, options) for raw in raws]

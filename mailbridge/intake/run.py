@@ -5,18 +5,17 @@ Exactly-once rests on one order: a batch is committed (intake log keyed by
 UIDVALIDITY + UID, raw message, ticket rows) before its server copies move.
 A crash before the commit re-fetches the UIDs; a crash after it finds them
 in the log and only finishes the move. Parsing runs in worker processes
-while the next batch is fetched, so both cores work.
+(`pipeline.py`) while the next batch is fetched, each mail within its time
+budget; a mail over `max_message_bytes` is not fetched at all.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from collections import deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -28,7 +27,8 @@ from mailbridge.adapters.imap import ImapConnection
 from mailbridge.config import MailboxSettings, Settings
 from mailbridge.errors import StorageError
 from mailbridge.intake.fetch import fetch_new
-from mailbridge.intake.prepare import Prepared, PrepareOptions, prepare_many
+from mailbridge.intake.pipeline import ParseWorkers
+from mailbridge.intake.prepare import Prepared, PrepareOptions
 from mailbridge.intake.store import (
     PROCESSED,
     QUARANTINE,
@@ -47,8 +47,6 @@ log = get_logger("mailbridge.intake")
 
 MAILBOX = "default"
 MAX_FETCH_ATTEMPTS = 5
-# Below this many mails a process pool costs more than it saves.
-POOL_THRESHOLD = 40
 
 
 @dataclass
@@ -75,8 +73,6 @@ class PollReport:
         return sum(n for kind, n in self.outcomes.items() if kind not in ("already",))
 
 
-# Mails per round trip to a worker: fewer, larger messages between processes.
-PREPARE_SLICE = 25
 PIPELINE_BATCHES = 3
 PIPELINE_BYTES = 64 * 1024 * 1024
 
@@ -122,8 +118,9 @@ class Intake:
         options = PrepareOptions.from_settings(self.settings, self.box)
         # One connection cannot fetch and move at once: then fetch in turn.
         fetcher: Executor = ThreadPoolExecutor(max_workers=1) if mover is not imap else _Inline()
-        with _parser_pool(len(uids)) as pool, fetcher:
-            batches = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size)
+        workers = min(os.cpu_count() or 1, 4, len(uids))
+        with ParseWorkers(options, workers, s.parse_timeout) as pool, fetcher:
+            batches = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size, s.max_message_bytes)
             ahead: Future | None = _prefetch(fetcher, batches)
             # Batches fetched and handed to the workers, oldest first: a few ahead
             # of the store, so the workers never wait on it (bounded in bytes).
@@ -138,11 +135,10 @@ class Intake:
                         ahead = None
                         break
                     ahead = _prefetch(fetcher, batches)
-                    asked, raws = fetched
+                    asked, raws, too_large = fetched
+                    raws += [RawMail(s.folder, state.uidvalidity, uid, b"") for uid in too_large]
                     report.fetched += len(raws)
-                    futures = [pool.submit(prepare_many, [r.raw for r in raws[i : i + PREPARE_SLICE]], options)
-                               for i in range(0, len(raws), PREPARE_SLICE)]
-                    pending.append((asked, raws, futures))
+                    pending.append((asked, raws, [self._prepare(pool, raw, too_large.get(raw.uid)) for raw in raws]))
                 if not pending:
                     break
                 self._store_and_move(mover, state.uidvalidity, *pending.popleft(), report)
@@ -157,6 +153,19 @@ class Intake:
         return report
 
     # --- steps ---------------------------------------------------------------
+
+    def _prepare(self, pool: ParseWorkers, mail: RawMail, announced: int | None) -> Future:
+        """A future of the prepared mail or of why it cannot be read."""
+        limit = self.box.max_message_bytes
+        if announced or len(mail.raw) > limit:
+            # Not read (not even fetched, when the server told its size): the
+            # server copy waits in the quarantine folder.
+            future: Future = Future()
+            future.set_result(f"larger than max_message_bytes ({limit} bytes): {announced or len(mail.raw)} bytes, not read")
+            return future
+        future = pool.submit(mail.raw)
+        future.add_done_callback(lambda _: self.on_batch())  # each mail read is a sign of life
+        return future
 
     def _high_water_mark(self, uidvalidity: int) -> tuple[int, list[int]]:
         s = self.box
@@ -201,7 +210,7 @@ class Intake:
     def _store_and_move(self, mover: ImapConnection, uidvalidity: int, asked: list[int], raws: list[RawMail],
                         futures: list[Future], report: PollReport) -> None:
         started = time.perf_counter()
-        results = [prepared for future in futures for prepared in future.result()]
+        results = [future.result() for future in futures]
         report.waited_prepare += time.perf_counter() - started
         started = time.perf_counter()
         outcomes = self._store(raws, results)
@@ -281,40 +290,12 @@ def _prefetch(fetcher: Executor, batches: Iterator) -> Future:
 
 
 class _Inline(Executor):
-    """Parses in this process: for small polls, where worker start-up dominates."""
+    """Fetches in this thread, when one connection must both fetch and move."""
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # pragma: no cover - prepare_mail catches
+        except BaseException as exc:
             future.set_exception(exc)
         return future
-
-
-def _parser_pool(count: int) -> Executor:
-    workers = min(os.cpu_count() or 1, 4)
-    if count < POOL_THRESHOLD or workers < 2:
-        return _Inline()
-    # forkserver, not fork: the fetch thread may hold locks at fork time.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["mailbridge.intake.prepare"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_follow_parent,
-                               initargs=(os.getpid(),))
-
-
-def _follow_parent(pid: int) -> None:
-    """A worker ends when the process that started it is gone (SIGKILLed): the
-    forkserver and the workers hold each other's pipes and would otherwise wait forever."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(1)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:  # alive, under another user: not ours to judge
-                pass
-
-    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
