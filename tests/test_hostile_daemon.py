@@ -282,12 +282,12 @@ def test_the_daemon_goes_on_past_a_poisoned_row_and_an_idn_customer(mailbox, smt
     log = tmp_path / "daemon.log"
     daemon = desk.start("run", output=log)
     try:
-        _wait(lambda: rows(desk, f"SELECT status FROM outbox WHERE {POISONED}") == [("failed",)], 30,
+        _wait(lambda: rows(desk, f"SELECT status FROM outbox WHERE {POISONED}") == [("failed",)], 60,
               "the poisoned row to fail")
         mailbox.deliver(mail_from(2, IDN))  # (b) an internationalised address writes in
-        _wait(lambda: any(IDN in e.rcpt_tos for e in smtp_sink.envelopes), 30, "the IDN customer's acknowledgement")
+        _wait(lambda: any(IDN in e.rcpt_tos for e in smtp_sink.envelopes), 60, "the IDN customer's acknowledgement")
         mailbox.deliver(simple_mail(3))  # and the next ordinary mail
-        _wait(lambda: any("customer3@example.hu" in e.rcpt_tos for e in smtp_sink.envelopes), 30,
+        _wait(lambda: any("customer3@example.hu" in e.rcpt_tos for e in smtp_sink.envelopes), 60,
               "the next customer's acknowledgement")
         assert daemon.poll() is None  # alive
         pings = len(watchdog.pings)
@@ -319,7 +319,7 @@ def test_the_intake_loop_survives_a_fault_and_recovers_when_it_is_mended(mailbox
     daemon = desk.start("run", output=log)
     try:
         mailbox.deliver(simple_mail(1))
-        _wait(lambda: sum(e["event"] == "intake.failed" for e in journal(log)) >= 1, 30, "the fault")
+        _wait(lambda: sum(e["event"] == "intake.failed" for e in journal(log)) >= 1, 60, "the fault")
         time.sleep(6)  # several retries with back-off
         state.unlink()  # ops mend it
         mailbox.deliver(simple_mail(2))

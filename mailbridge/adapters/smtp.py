@@ -144,7 +144,9 @@ class SmtpConnection:
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> None:
         """Sends `raw`; with SMTPUTF8 when an address or header needs it (see `address_for_server`)."""
         assert self.smtp is not None
-        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients) and raw.split(b"\r\n\r\n", 1)[0].isascii())
+        end = raw.find(b"\r\n\r\n")
+        head = raw if end < 0 else raw[:end]  # the headers alone: the body is ASCII (QP, base64)
+        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients) and head.isascii())
         options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
         try:
             refused = self.smtp.sendmail(sender, recipients, raw, mail_options=options)
