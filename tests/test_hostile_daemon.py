@@ -380,3 +380,16 @@ def test_the_watchdog_is_withheld_when_a_loop_stops_turning():
     clock[0] = 200.0
     intake.beat()
     assert jobs.stuck_loops({"intake-default": (intake, alive), "outbox": (sender, None)}) == ["outbox"]
+
+
+def test_run_with_its_metrics_port_taken_says_one_line(mailbox, smtp_sink, mailbridge_for):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, metrics={"listen": f"127.0.0.1:{port}"})
+        result = desk("run", subprocess_=True, check=False, timeout=60)
+    no_traceback(result)
+    assert result.returncode == 1
+    [line] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert line.startswith("mailbridge: metrics.listen: cannot listen on")
