@@ -185,7 +185,7 @@ class ImapConnection:
     def body_in_parts(self, uid: int, size: int, part: int = 4 * 1024 * 1024) -> bytes | None:
         """A big raw message, `part` bytes per FETCH (BODY.PEEK[]<offset.length>): one FETCH
         of a 45 MB mail peaked at four copies of it in imaplib's buffers."""
-        chunks = []
+        body = bytearray()  # grows in place; the parts' memory is reused, not left behind
         for offset in range(0, size, part):
             try:
                 answer = self._c.fetch([uid], [f"BODY.PEEK[]<{offset}.{part}>"])
@@ -194,8 +194,8 @@ class ImapConnection:
             chunk = answer.get(uid, {}).get(f"BODY[]<{offset}>".encode())
             if not isinstance(chunk, bytes):
                 return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body += chunk
+        return bytes(body)
 
     def move(self, uids: list[int], folder: str) -> None:
         """MOVE, else COPY + \\Deleted + UID EXPUNGE of exactly these UIDs."""

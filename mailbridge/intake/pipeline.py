@@ -69,6 +69,7 @@ class ParseWorkers:
                     future.set_result(worker.prepare(raw))
                 except BaseException as exc:  # the waiting poll raises it: a worker that cannot start
                     future.set_exception(exc)
+                job = raw = None  # type: ignore[assignment]  # not held while waiting for the next: memory
         finally:
             worker.stop()
 
@@ -111,9 +112,13 @@ class _Worker:
                                   name="mailbridge-parse", daemon=True)
         process.start()
         theirs.close()
-        if not ours.poll(START_TIMEOUT) or ours.recv() != "ready":
+        try:
+            ready = ours.poll(START_TIMEOUT) and ours.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
             process.kill()
-            raise RuntimeError(f"a parse worker did not start within {START_TIMEOUT} s")
+            raise RuntimeError(f"a parse worker did not start within {START_TIMEOUT} s (exit code {process.exitcode})")
         self.process, self.connection = process, ours
         return ours
 

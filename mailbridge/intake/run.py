@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from sqlmodel import col, func, select, update
@@ -212,6 +213,10 @@ class Intake:
         started = time.perf_counter()
         results = [future.result() for future in futures]
         report.waited_prepare += time.perf_counter() - started
+        # A prepared mail carries its raw copy compressed: the fetched bytes can go
+        # (memory: a 50 MB mail is not held twice while it is stored).
+        # In place: the poll loop and the fetch future hold this list too.
+        raws[:] = [replace(raw, raw=b"") if isinstance(result, Prepared) else raw for raw, result in zip(raws, results)]
         started = time.perf_counter()
         outcomes = self._store(raws, results)
         report.storing += time.perf_counter() - started
@@ -244,6 +249,8 @@ class Intake:
                 raise
             except Exception as exc:
                 reason = f"could not be stored: {type(exc).__name__}: {exc}"[:300]
+                if isinstance(result, Prepared):  # its raw copy, kept with the quarantined mail
+                    raw = replace(raw, raw=zlib.decompress(result.compressed_raw))
                 with self.db.session() as session:
                     outcomes.extend(store_batch(session, self._context(), [(raw, reason)]))
         return outcomes
