@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from mailbridge.config import Settings, config_path, load_settings
-from mailbridge.errors import ConfigError, MailbridgeError, UsageError
+from mailbridge.errors import ConfigError, MailbridgeError, UsageError, error_fields
 from mailbridge.intake.thread import MAX_TICKET_NUMBER
 from mailbridge.logs import configure_logging, get_logger
 from mailbridge.models import TICKET_STATUSES
@@ -882,11 +882,18 @@ def main(argv: Iterable[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # `mailbridge tickets list | head`: the reader has what it wanted; no complaint, and
+        # no second one when the interpreter flushes stdout on exit (Python's documented way).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except Exception as exc:
         # Last resort, for a fault no adapter turned into ours: one line for the user; the frames
-        # (not the message, which may quote data) go to the log at debug level for a bug report.
+        # go to the log at debug level for a bug report. Neither carries the message: a
+        # library's message may quote an address or a line of someone's mail.
         log.debug("cli.failed", error=type(exc).__name__, frames="".join(traceback.format_tb(exc.__traceback__)))
-        click.echo(f"mailbridge: unexpected {type(exc).__name__}: {_one_line(exc)} "
+        where = error_fields(exc).get("raised_at", "")
+        click.echo(f"mailbridge: unexpected {type(exc).__name__} at {where} "
                    "(logging.level = \"debug\" logs where it happened)", err=True)
         sys.exit(1)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -128,6 +129,17 @@ def test_an_unexpected_fault_is_one_line_exit_1_and_its_frames_go_to_the_debug_l
     [failed] = [event for event in logged if event["event"] == "cli.failed"]
     assert failed["error"] == "ValueError" and "views.py" in failed["frames"]
     assert "kovacsne" not in json.dumps(logged)  # the frames, never the message quoting the data
+    assert "kovacsne" not in result.stderr  # nor on the terminal: the type and where, not the message
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_no_error(desk, tmp_path):
+    for number in range(40):
+        desk("ticket", "open", "--channel", "phone", "--name", f"Hívó {number}", "--category", "Egyéb",
+             "--area", "Egyéb", "--subject", f"Telefonos megkeresés {number}")
+    # `tickets list | head -1`: the pipe closes after the first line.
+    pipeline = subprocess.run(" ".join(shlex.quote(a) for a in desk.command("tickets", "list", "--json"))
+                              + " | head -c 10", shell=True, capture_output=True, text=True, timeout=120)
+    assert pipeline.stdout.startswith("[") and "Traceback" not in pipeline.stderr and pipeline.stderr == ""
 
 
 # --------------------------------------------------------------------------- the config file
