@@ -20,12 +20,11 @@ import click
 
 from mailbridge.config import Settings, config_path, load_settings
 from mailbridge.errors import ConfigError, MailbridgeError, UsageError, error_fields
-from mailbridge.intake.thread import MAX_TICKET_NUMBER
+from mailbridge.ticket_ids import MAX_TICKET_NUMBER
 from mailbridge.logs import configure_logging, get_logger
-from mailbridge.models import TICKET_STATUSES
+from mailbridge.vocabulary import MANUAL_CHANNELS, TICKET_STATUSES
 
 log = get_logger("mailbridge.cli")
-MANUAL_CHANNELS = ("phone", "post", "social", "other")
 # Row IDs and counts given on the command line: the tables' IDs are 32-bit on PostgreSQL,
 # and a bigger number (or 10**20, which no database takes) can name nothing.
 ROW_NUMBER = click.IntRange(1, MAX_TICKET_NUMBER)
@@ -66,7 +65,7 @@ class App:
         return db
 
     def ticket_number(self, text: str) -> int:
-        from mailbridge.intake.thread import parse_ticket_id
+        from mailbridge.ticket_ids import parse_ticket_id
 
         number = parse_ticket_id(text, self.settings.tickets.id_prefix)
         if number is None:
@@ -195,7 +194,7 @@ def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, 
     """Agents' in-system notifications (new assignments, deadlines, failures)."""
     import sqlalchemy as sa
 
-    from mailbridge.intake.thread import format_ticket_id
+    from mailbridge.ticket_ids import format_ticket_id
     from mailbridge.models import Notification
 
     if agent and agent.lower() not in app.settings.agent_addresses:
@@ -375,7 +374,7 @@ def _existing_ticket(app: App, session, text: str) -> int:  # type: ignore[no-un
 
 def _named(kind: str, value: str) -> str:
     """A P4 category or P5 area as written, or by an English alias; else a usage error."""
-    from mailbridge.config import AREAS, CATEGORIES
+    from mailbridge.vocabulary import AREAS, CATEGORIES
     from mailbridge.policy.classify import fold
     from mailbridge.policy.commands import match_area, match_category
 
@@ -740,7 +739,7 @@ def db_copy(app: App, to: str) -> None:
     Stop every `mailbridge run` first: what it writes during the copy would not be copied.
     """
     from mailbridge.adapters.db_copy import copy_database
-    from mailbridge.intake.thread import format_ticket_id
+    from mailbridge.ticket_ids import format_ticket_id
 
     report = copy_database(app.ready_db(), to, progress=lambda name, rows: click.echo(f"{name}: {rows} rows"))
     last = report.sequences.get("ticket", 0)
@@ -823,7 +822,14 @@ def demo(keep: bool) -> None:
     """Start a local IMAP and SMTP server, feed sample mail, show the tickets."""
     from mailbridge.demo.run import run_demo
 
-    run_demo(keep=keep)
+    def mailbridge(args: list[str]) -> None:
+        try:
+            cli.main(args=args, prog_name="mailbridge", standalone_mode=False)
+        except SystemExit as exc:
+            if exc.code:
+                raise
+
+    run_demo(mailbridge, keep=keep)
 
 
 def table(headers: list[str], rows: list[list[str]], colour_column: int | None = None) -> None:

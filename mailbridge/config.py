@@ -17,18 +17,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mailbridge.errors import ConfigError
+from mailbridge.vocabulary import AREAS, CATEGORIES
 
 ENV_CONFIG = "MAILBRIDGE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/mailbridge/mailbridge.toml")
 
-CATEGORIES = (
-    "Általános kérdés",
-    "Hibabejelentés",
-    "Számlázással kapcsolatos kérdés",
-    "Érdeklődés",
-    "Egyéb",
-)
-AREAS = ("Crossec Norma", "GDPR Segédanyagok", "Üzleti tanácsadás", "Egyéb")
 
 # Upper bounds keep every duration a date can be moved by (and `inf`, which passes `gt=0`)
 # inside what datetime arithmetic and socket timeouts take: a century of days at most.

@@ -12,10 +12,8 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-TICKET_STATUSES = ("new", "acknowledged", "in_progress", "escalated", "resolved", "closed")
-OPEN_STATUSES = ("new", "acknowledged", "in_progress", "escalated")
-OPEN_SQL = "status IN ('new', 'acknowledged', 'in_progress', 'escalated')"
-CHANNELS = ("email", "form", "phone", "post", "social", "other")
+from mailbridge.vocabulary import OPEN_SQL
+
 
 
 class Reporter(SQLModel, table=True):

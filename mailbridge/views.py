@@ -11,8 +11,9 @@ from sqlmodel import Session, col, func, select
 
 from mailbridge.adapters.db import MESSAGE_SEARCH_VECTOR, TICKET_SEARCH_VECTOR, text_search_config
 
-from mailbridge.intake.thread import format_ticket_id
-from mailbridge.models import OPEN_SQL, Attachment, Event, Message, Quarantine, Reporter, Ticket
+from mailbridge.ticket_ids import format_ticket_id
+from mailbridge.models import Attachment, Event, Message, Quarantine, Reporter, Ticket
+from mailbridge.vocabulary import OPEN_SQL
 
 
 def iso(value: datetime | None) -> str | None:

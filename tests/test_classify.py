@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.config import AREAS, CATEGORIES
+from mailbridge.vocabulary import AREAS, CATEGORIES
 from mailbridge.intake.parse import parse_mail
 from mailbridge.policy.classify import DEFAULT_RULES, Classification, Rule, classify, fold
 

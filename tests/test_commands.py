@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailbridge.config import AREAS, CATEGORIES
+from mailbridge.vocabulary import AREAS, CATEGORIES
 from mailbridge.policy.commands import VALID_COMMANDS, AgentReply, Command, read_commands
 
 AGENTS = {

@@ -9,7 +9,7 @@ import pytest
 
 from mailbridge.errors import UnparseableMail
 from mailbridge.intake.parse import parse_mail
-from mailbridge.intake.thread import find_tag
+from mailbridge.ticket_ids import find_tag
 from mailbridge.policy import loops
 
 CORPUS = Path(__file__).parent / "corpus"

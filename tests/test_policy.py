@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mailbridge.intake.parse import parse_mail, sanitize_filename
-from mailbridge.intake.thread import NEW, find_tag, format_ticket_id, match_ticket, parse_ticket_id
+from mailbridge.intake.thread import NEW, match_ticket
+from mailbridge.ticket_ids import find_tag, format_ticket_id, parse_ticket_id
 from mailbridge.policy import loops, senders
 from mailbridge.policy.classify import classify
 

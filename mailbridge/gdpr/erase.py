@@ -45,7 +45,7 @@ from mailbridge.adapters.imap import imap_session
 from mailbridge.config import Settings
 from mailbridge.errors import MailServerError, UsageError
 from mailbridge.gdpr import person_address
-from mailbridge.intake.thread import format_ticket_id
+from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.logs import get_logger
 from mailbridge.models import (
     Attachment,

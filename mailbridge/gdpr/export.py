@@ -76,7 +76,7 @@ from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.errors import StorageError
 from mailbridge.gdpr import person_address
-from mailbridge.intake.thread import format_ticket_id
+from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.models import Attachment, Event, Message, Outbox, Participant, RawMessage, Reporter, Ticket
 
 FORMAT = "mailbridge-export/1"

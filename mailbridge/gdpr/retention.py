@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
-from mailbridge.intake.thread import format_ticket_id
+from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.logs import get_logger
 from mailbridge.gdpr.erase import ErasureReport, finish_pending
 from mailbridge.models import (

@@ -36,8 +36,9 @@ from mailbridge.policy.deadline import ack_deadline
 from mailbridge.outbox.queue import queue_mail, render_mail, ticket_context
 from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
-from mailbridge.intake.thread import ThreadMatch, find_tag, format_ticket_id, match_ticket
+from mailbridge.intake.thread import ThreadMatch, match_ticket
 from mailbridge.mail import Address, ParsedMail, RawMail
+from mailbridge.ticket_ids import find_tag, format_ticket_id
 from mailbridge.models import (
     Attachment,
     Event,

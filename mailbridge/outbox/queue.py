@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mailbridge.config import Settings
-from mailbridge.intake.thread import format_ticket_id
+from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.models import Message, Notification, Outbox, Reporter, Ticket
 from mailbridge.outbox.render import Renderer
 

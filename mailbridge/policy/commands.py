@@ -35,9 +35,8 @@ import re
 from dataclasses import dataclass
 from email.utils import parseaddr
 
-from mailbridge.config import AREAS, CATEGORIES
-from mailbridge.models import TICKET_STATUSES
 from mailbridge.policy.classify import fold
+from mailbridge.vocabulary import AREAS, CATEGORIES, TICKET_STATUSES
 
 COMMAND_NAMES = ("note", "status", "category", "area", "assign", "escalate", "resolve")
 SETTABLE_STATUSES = tuple(s for s in TICKET_STATUSES if s != "new")

@@ -36,6 +36,7 @@ from email.header import decode_header, make_header
 from functools import lru_cache
 
 from mailbridge.mail import ParsedMail
+from mailbridge.vocabulary import AREAS, CATEGORIES
 
 SPAM = "spam"  # the reason recorded in RuleVerdict.matched
 
@@ -107,7 +108,6 @@ def _regex_error(pattern: str, compile_: object) -> str | None:
 def check_rule(rule: MailRule) -> str | None:
     """What is wrong with a configured rule, naming the field ("body: bad regex: ..."),
     or None when it is fine."""
-    from mailbridge.config import AREAS, CATEGORIES  # late: the config loader imports this module
 
     if not isinstance(rule.name, str) or not rule.name.strip():
         return "name: must not be empty"

@@ -11,7 +11,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mailbridge.config import Settings
-from mailbridge.models import OPEN_SQL, Event, Ticket
+from mailbridge.models import Event, Ticket
+from mailbridge.vocabulary import OPEN_SQL
 from mailbridge.outbox.queue import first_message_ids, notify_agents, queue_mails, render_mail, ticket_contexts
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
