@@ -20,7 +20,7 @@ RANKS = {
     "vocabulary": 0, "ticket_ids": 0, "errors": 0, "mail": 0, "logs": 0, "metrics": 0,
     "policy": 1,
     "config": 2, "models": 2,
-    "adapters": 3, "service": 3,
+    "adapters": 3, "service": 3, "journal": 3,
     "outbox": 4, "views": 4, "migrations": 4,
     "workflow": 5,
     "intake": 6, "gdpr": 6,

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from mailbridge import journal
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.adapters.imap import imap_session
@@ -46,6 +47,7 @@ from mailbridge.config import Settings
 from mailbridge.errors import MailServerError, UsageError
 from mailbridge.gdpr import person_address
 from mailbridge.ticket_ids import format_ticket_id
+from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
 from mailbridge.models import (
     Attachment,
@@ -395,8 +397,8 @@ def _apply(conn: sa.Connection, plan: ErasurePlan, now: datetime) -> None:
         if ids:
             conn.execute(sa.delete(TABLES[name]).where(TABLES[name].c.id.in_(ids)))
     if plan.tickets:
-        conn.execute(sa.insert(T_EVENT), [{"ticket_id": ticket_id, "type": "erasure", "at": now, "by": "system",
-                                           "detail": "{}"} for ticket_id in plan.tickets])
+        journal.record_all(conn, (journal.entry(ticket_id, EventKind.ERASURE, "system", now)
+                                  for ticket_id in plan.tickets))
     log.info("gdpr.erased", messages=len(plan.changes.get("message", {})), tickets=len(plan.tickets))
 
 

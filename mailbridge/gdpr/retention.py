@@ -35,10 +35,12 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from mailbridge import journal
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.ticket_ids import format_ticket_id
+from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
 from mailbridge.gdpr.erase import ErasureReport, finish_pending
 from mailbridge.models import (
@@ -67,7 +69,7 @@ T_NOTIFICATION = Notification.__table__
 T_QUARANTINE = Quarantine.__table__
 
 PURGED_SUBJECT = "(purged)"
-PURGED_EVENT = "retention.purged"
+PURGED_EVENT = EventKind.RETENTION_PURGED
 PURGED_BY = "(purged)"
 
 # Journal details that hold no one's personal data (an agent's address is the
@@ -251,10 +253,8 @@ def _purge_ticket(conn: sa.Connection, ticket_id: int, now: datetime, days: int,
                                   .limit(1)).first()
         if still_used is None:
             conn.execute(sa.delete(T_REPORTER).where(T_REPORTER.c.id == ticket.reporter_id))
-    conn.execute(sa.insert(T_EVENT), {
-        "ticket_id": ticket_id, "type": PURGED_EVENT, "at": now, "by": "system",
-        "detail": json.dumps({"rule": "closed_ticket_days", "days": days, "was": ticket.status}),
-    })
+    journal.record(conn, ticket_id, EventKind.RETENTION_PURGED, "system", now,
+                   {"rule": "closed_ticket_days", "days": days, "was": ticket.status})
     return raw_ids, files
 
 

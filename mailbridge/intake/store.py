@@ -16,7 +16,6 @@ executemany per table at the end.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import zlib
 from collections import defaultdict
@@ -27,6 +26,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from mailbridge import journal
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.intake.form import read_form
@@ -37,6 +37,7 @@ from mailbridge.outbox.queue import queue_mail, render_mail, ticket_context
 from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
+from mailbridge.journal import EventKind
 from mailbridge.mail import Address, ParsedMail, RawMail
 from mailbridge.ticket_ids import find_tag, format_ticket_id
 from mailbridge.models import (
@@ -57,7 +58,7 @@ from mailbridge.policy.authenticity import sender_is_authentic
 from mailbridge.policy.commands import VALID_COMMANDS, read_commands
 
 _KIND_OF_ROLE = {senders.AGENT: "agent", senders.DIVISION: "division", senders.OUTSIDER: "outsider"}
-_FORGED_EVENT = {senders.AGENT: "mail.forged_agent", senders.DIVISION: "mail.forged_division"}
+_FORGED_EVENT = {senders.AGENT: EventKind.MAIL_FORGED_AGENT, senders.DIVISION: EventKind.MAIL_FORGED_DIVISION}
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
@@ -230,7 +231,7 @@ class MailStore:
             raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
             message_pk = self._message(parsed, None, kind, raw_id, verdict.reason)
             self.attachments(parsed, message_pk, None)
-            self.event(None, f"mail.{kind}", "system", {"rules": list(rules.matched), "message": message_pk})
+            self.event(None, EventKind.mail(kind), "system", {"rules": list(rules.matched), "message": message_pk})
             self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
             return Outcome(raw.uid, kind, None, PROCESSED, verdict.reason)
         match = match_ticket(parsed, self, self.prefix)
@@ -264,7 +265,7 @@ class MailStore:
         if report is not None and report.counts:
             self._bounce(report)
         elif not verdict.is_person:
-            self.event(ticket_id, f"mail.{verdict.kind}", parsed.sender.email or "system",
+            self.event(ticket_id, EventKind.mail(verdict.kind), parsed.sender.email or "system",
                        {"reason": verdict.reason, "message": message_pk})
         self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
         return Outcome(raw.uid, outcome_kind, ticket_id, PROCESSED, verdict.reason)
@@ -288,8 +289,8 @@ class MailStore:
         )
         self._insert(T_QUARANTINE, message_pk=message_pk, ticket_id=ticket_id, reason=reason, status="waiting",
                      created_at=now)
-        self.event(ticket_id, "ticket.created", "system", {"channel": "email", "needs_review": True})
-        self.event(ticket_id, "mail.quarantined", "system", {"reason": reason, "message": message_pk})
+        self.event(ticket_id, EventKind.TICKET_CREATED, "system", {"channel": "email", "needs_review": True})
+        self.event(ticket_id, EventKind.MAIL_QUARANTINED, "system", {"reason": reason, "message": message_pk})
         self._log_intake(raw, logged, message_pk, "quarantined", QUARANTINE, reason)
         return Outcome(raw.uid, "quarantined", ticket_id, QUARANTINE, reason)
 
@@ -322,21 +323,21 @@ class MailStore:
         by = parsed.sender.email or "unknown"
         if effect == senders.FOLLOW_UP:
             new_id = self._open_ticket(prepared, linked=ticket.id)
-            self.event(ticket.id, "ticket.follow_up", by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
+            self.event(ticket.id, EventKind.TICKET_FOLLOW_UP, by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
             return "follow_up", new_id, senders.REPORTER
         changes: dict = {"updated_at": self.ctx.now}
         if effect == senders.REOPEN:
             changes.update(status="in_progress", resolved_at=None)
-            self.event(ticket.id, "ticket.reopened", by, {"via": match.via})
+            self.event(ticket.id, EventKind.TICKET_REOPENED, by, {"via": match.via})
         self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket.id).values(**changes))
         if effect == senders.RECORD_ONLY:
-            self.event(ticket.id, "mail.outsider", by, {"via": match.via})
+            self.event(ticket.id, EventKind.MAIL_OUTSIDER, by, {"via": match.via})
             if self.casework is not None:
                 self.casework.tell_assignee(ticket.id, "outsider", (
                     "Munkatárs nevében, de hitelesítés nélkül érkezett levél (nem változtatott rajta)." if forged
                     else "Nem résztvevő írt a bejelentéshez (nem változtatott rajta)."))
             return "outsider", ticket.id, role
-        self.event(ticket.id, "mail.received", by, {"via": match.via, "role": role})
+        self.event(ticket.id, EventKind.MAIL_RECEIVED, by, {"via": match.via, "role": role})
         return ("reopened" if effect == senders.REOPEN else "reply"), ticket.id, role
 
     def _open_ticket(self, prepared: Prepared, linked: int | None = None) -> int:
@@ -369,7 +370,7 @@ class MailStore:
         if "incomplete" in flags:
             missing, unknown = self.incomplete_forms[-1]
             self.incomplete_forms[-1] = (ticket_id, missing, unknown)
-            self.event(ticket_id, "form.incomplete", "system", {"missing": list(missing), "unknown": list(unknown)})
+            self.event(ticket_id, EventKind.FORM_INCOMPLETE, "system", {"missing": list(missing), "unknown": list(unknown)})
         return ticket_id
 
     def create_ticket(self, *, subject: str, channel: str, reporter: Address | None, category: str, area: str,
@@ -397,7 +398,7 @@ class MailStore:
         detail = {"channel": channel, "category": category, "area": area}
         if linked is not None:
             detail["follows"] = format_ticket_id(linked, self.prefix)
-        self.event(ticket_id, "ticket.created", by, detail)
+        self.event(ticket_id, EventKind.TICKET_CREATED, by, detail)
         self.pending_assignments.append((ticket_id, area, text[:4000]))
         return ticket_id
 
@@ -463,7 +464,7 @@ class MailStore:
                 "reason": part.reason,
             })
             if part.rejected and ticket_id is not None:
-                self.event(ticket_id, "attachment.rejected", "system",
+                self.event(ticket_id, EventKind.ATTACHMENT_REJECTED, "system",
                            {"filename": part.filename, "size": part.size, "reason": part.reason})
 
     def _judge_report(self, parsed: ParsedMail) -> bounces.BounceVerdict:
@@ -492,7 +493,7 @@ class MailStore:
         ticket_id = report.ticket_id
         detail = {"recipients": list(report.undeliverable), "about": [m.message_id for m in report.bounced],
                   "outbox": rows}
-        self.event(ticket_id, "outbox.bounced" if ticket_id else "mail.bounce", "system", detail)
+        self.event(ticket_id, EventKind.OUTBOX_BOUNCED if ticket_id else EventKind.MAIL_BOUNCE, "system", detail)
         if ticket_id is not None and self.casework is not None:
             self.casework.tell_assignee(ticket_id, "bounced", "Kézbesíthetetlen: " + failed[:300])
 
@@ -512,7 +513,7 @@ class MailStore:
             mail = render_mail(self.ctx.renderer, "command_failed", settings.tickets.default_language, context,
                                (agent,), ticket_id, in_reply_to=parsed.message_id)
             queue_mail(self.conn, settings, mail, self.ctx.now)
-            self.event(ticket_id, "command.failed", agent, {"problems": [p.reason for p in reply.problems]})
+            self.event(ticket_id, EventKind.COMMAND_FAILED, agent, {"problems": [p.reason for p in reply.problems]})
             return "agent_command_failed"
         for command in reply.commands:
             if command.name == "status":
@@ -526,7 +527,7 @@ class MailStore:
                       for p in parsed.attachments if not p.rejected)
         if "note" in names:
             self._mark_internal(message_pk)
-            self.event(ticket_id, "note.added", agent, {})
+            self.event(ticket_id, EventKind.NOTE_ADDED, agent, {})
             return "agent_note"
         if "escalate" in names:
             self._mark_internal(message_pk)
@@ -549,7 +550,7 @@ class MailStore:
         """P11: the division's answer is an internal note for the assignee, never relayed."""
         assert self.casework is not None
         self._mark_internal(message_pk)
-        self.event(ticket_id, "division.replied", parsed.sender.email, {})
+        self.event(ticket_id, EventKind.DIVISION_REPLIED, parsed.sender.email, {})
         status = self.conn.execute(sa.select(T_TICKET.c.status).where(T_TICKET.c.id == ticket_id)).scalar()
         if status == "escalated":
             self.casework.set_status(ticket_id, "in_progress", parsed.sender.email)
@@ -607,9 +608,8 @@ class MailStore:
                                       "uid": raw.uid, "attempts": 0, "created_at": self.ctx.now, **values})
         self.logged[(raw.folder, raw.uidvalidity, raw.uid)] = _Logged(logged.id if logged else 0, state)
 
-    def event(self, ticket_id: int | None, type_: str, by: str, detail: dict) -> None:
-        self._events.append({"ticket_id": ticket_id, "type": type_, "at": self.ctx.now, "by": by,
-                             "detail": json.dumps(detail, ensure_ascii=False)})
+    def event(self, ticket_id: int | None, kind: EventKind, by: str, detail: dict) -> None:
+        self._events.append(journal.entry(ticket_id, kind, by, self.ctx.now, detail))
 
     def _insert(self, table: sa.Table, **values) -> int:
         # Parameters, not .values(): a statement built per row costs 4x in compilation.
@@ -687,7 +687,7 @@ def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared |
         entry.status = "failed_again"
         entry.reason = f"{entry.reason}; retry: {prepared}"[:2000]
         session.add(entry)
-        store.event(ticket_id, "quarantine.retry_failed", "system", {"reason": prepared})
+        store.event(ticket_id, EventKind.QUARANTINE_RETRY_FAILED, "system", {"reason": prepared})
         store.finish()
         return False
     parsed, found = prepared.mail, prepared.classification
@@ -708,7 +708,7 @@ def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared |
                 store._participant_rows.append({"ticket_id": ticket_id, "email": parsed.sender.email, "role": "reporter"})
     entry.status = "retried"
     session.add(entry)
-    store.event(ticket_id, "quarantine.retried", "system", {"quarantine": entry.id})
+    store.event(ticket_id, EventKind.QUARANTINE_RETRIED, "system", {"quarantine": entry.id})
     store.finish()
     return True
 

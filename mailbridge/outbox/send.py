@@ -33,6 +33,7 @@ from email.utils import format_datetime, formataddr
 
 import sqlalchemy as sa
 
+from mailbridge import journal
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge import metrics
@@ -40,13 +41,13 @@ from mailbridge.adapters.smtp import NeedsSmtputf8, PermanentSmtpError, SmtpConn
 from mailbridge.config import Settings
 from mailbridge.errors import SmtpError, error_fields
 from mailbridge.logs import get_logger
-from mailbridge.models import Event, Outbox, Reporter, Ticket
+from mailbridge.journal import EventKind
+from mailbridge.models import Outbox, Reporter, Ticket
 from mailbridge.outbox.queue import notify_agent
 
 log = get_logger("mailbridge.outbox")
 
 T_OUTBOX = Outbox.__table__
-T_EVENT = Event.__table__
 T_TICKET = Ticket.__table__
 T_REPORTER = Reporter.__table__
 BATCH = 100  # rows marked for a retry at once when the server cannot be reached
@@ -274,8 +275,7 @@ def _record_sent(conn: sa.Connection, row: sa.Row, now: datetime) -> None:
     conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id == row.id).values(
         status="sent", sent_at=now, attempts=row.attempts + 1, last_error=""))
     if row.ticket_id is not None:
-        conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": f"{row.template}.sent", "at": now,
-                                          "by": "system", "detail": json.dumps({"outbox": row.id})})
+        journal.record(conn, row.ticket_id, EventKind.sent(row.template), "system", now, {"outbox": row.id})
 
 
 def _record_failure(conn: sa.Connection, settings: Settings, row: sa.Row | UnreadableRow, error: str,
@@ -297,8 +297,8 @@ def _record_failure(conn: sa.Connection, settings: Settings, row: sa.Row | Unrea
     log.warning("outbox.failed", outbox=row.id, template=row.template, ticket=row.ticket_id, attempts=attempts)
     if row.ticket_id is None:
         return
-    conn.execute(sa.insert(T_EVENT), {"ticket_id": row.ticket_id, "type": "outbox.failed", "at": now,
-                                      "by": "system", "detail": json.dumps({"outbox": row.id, "error": error[:300]})})
+    journal.record(conn, row.ticket_id, EventKind.OUTBOX_FAILED, "system", now,
+                   {"outbox": row.id, "error": error[:300]})
     ticket = conn.execute(sa.select(T_TICKET.c.assignee, T_TICKET.c.reporter_id)
                           .where(T_TICKET.c.id == row.ticket_id)).first()
     if ticket is None:  # the row outlived its ticket: nobody to tell

@@ -9,15 +9,16 @@ acknowledge or warn twice.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from mailbridge import journal
 from mailbridge.adapters.db import Database
 from mailbridge.config import Settings
+from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
 from mailbridge.models import Event, Outbox, Reporter, Ticket
 from mailbridge.outbox.queue import first_message_id, notify_agent, queue_mail, render_mail, ticket_context
@@ -51,11 +52,6 @@ def inside_ack_hours(settings: Settings, now: datetime) -> bool:
     return start <= local.time() < end
 
 
-def _event(conn: sa.Connection, ticket_id: int, type_: str, now: datetime, detail: dict) -> None:
-    conn.execute(sa.insert(T_EVENT), {"ticket_id": ticket_id, "type": type_, "at": now, "by": "system",
-                                      "detail": json.dumps(detail, ensure_ascii=False)})
-
-
 def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: datetime) -> JobReport:
     """P7: every new ticket with a reachable reporter is told its ID (rate-limited per address)."""
     report = JobReport()
@@ -82,7 +78,8 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
                 # Held for good: the agent answers by hand (and a loop ends here).
                 flags = ",".join(f for f in (*row.flags.split(","), "ack_held") if f)
                 conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == row.id).values(flags=flags))
-                _event(conn, row.id, "ack.rate_limited" if "24 hours" in held else "ack.held", now, {"reason": held})
+                journal.record(conn, row.id, EventKind.ACK_RATE_LIMITED if "24 hours" in held else EventKind.ACK_HELD,
+                               "system", now, {"reason": held})
                 log.info("ack.rate_limited" if "24 hours" in held else "ack.held", ticket=row.id)
                 report.skipped += 1
                 continue
@@ -95,7 +92,7 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
             mail = render_mail(renderer, "ack", row.language, context, (row.email,), row.id,
                                in_reply_to=first_message_id(conn, row.id))
             queue_mail(conn, settings, mail, now)
-            _event(conn, row.id, "ack.queued", now, {})
+            journal.record(conn, row.id, EventKind.ACK_QUEUED, "system", now)
             report.done += 1
     if report.done:
         log.info("ack.queued", count=report.done)
@@ -126,7 +123,7 @@ def watch_deadlines(db: Database, settings: Settings, renderer: Renderer, now: d
         for row in rows:
             deadline = row.ack_deadline if row.ack_deadline.tzinfo else row.ack_deadline.replace(tzinfo=ZoneInfo("UTC"))
             missed = now >= deadline
-            kind = "sla.breached" if missed else "sla.warning"
+            kind = EventKind.SLA_BREACHED if missed else EventKind.SLA_WARNING
             already = conn.execute(sa.select(T_EVENT.c.id).where(T_EVENT.c.ticket_id == row.id,
                                                                  T_EVENT.c.type == kind).limit(1)).first()
             if already:
@@ -137,7 +134,7 @@ def watch_deadlines(db: Database, settings: Settings, renderer: Renderer, now: d
                                row.id)
             queue_mail(conn, settings, mail, now)
             notify_agent(conn, row.assignee, row.id, kind, mail.subject, now)
-            _event(conn, row.id, kind, now, {"deadline": deadline.isoformat()})
+            journal.record(conn, row.id, kind, "system", now, {"deadline": deadline.isoformat()})
             log.warning(kind, ticket=row.id) if missed else log.info(kind, ticket=row.id)
             report.done += 1
     return report

@@ -7,13 +7,14 @@ together or not at all).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import sqlalchemy as sa
 
+from mailbridge import journal
 from mailbridge.config import Settings
-from mailbridge.models import Event, Message, Reporter, Ticket
+from mailbridge.journal import EventKind
+from mailbridge.models import Message, Reporter, Ticket
 from mailbridge.outbox.queue import (
     first_message_id,
     notify_agent,
@@ -25,7 +26,6 @@ from mailbridge.outbox.queue import (
 from mailbridge.outbox.render import Renderer
 
 T_TICKET = Ticket.__table__
-T_EVENT = Event.__table__
 T_MESSAGE = Message.__table__
 T_REPORTER = Reporter.__table__
 
@@ -37,9 +37,8 @@ class Casework:
         self.renderer = renderer
         self.now = now
 
-    def event(self, ticket_id: int, type_: str, by: str, detail: dict | None = None) -> None:
-        self.conn.execute(sa.insert(T_EVENT), {"ticket_id": ticket_id, "type": type_, "at": self.now, "by": by,
-                                               "detail": json.dumps(detail or {}, ensure_ascii=False)})
+    def event(self, ticket_id: int, kind: EventKind, by: str, detail: dict | None = None) -> None:
+        journal.record(self.conn, ticket_id, kind, by, self.now, detail)
 
     def _update(self, ticket_id: int, **values: object) -> None:
         self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id).values(updated_at=self.now, **values))
@@ -58,7 +57,7 @@ class Casework:
         """An agent's reply reaches the customer from the support address, with its files."""
         customer = self._customer(ticket_id)
         if customer is None:
-            self.event(ticket_id, "relay.impossible", agent, {"reason": "no reachable reporter address"})
+            self.event(ticket_id, EventKind.RELAY_IMPOSSIBLE, agent, {"reason": "no reachable reporter address"})
             return False
         context = ticket_context(self.conn, self.settings, ticket_id)
         agent_row = next((a for a in self.settings.agents if a.email == agent), None)
@@ -67,7 +66,7 @@ class Casework:
                            in_reply_to=first_message_id(self.conn, ticket_id), attachments=files)
         queue_mail(self.conn, self.settings, mail, self.now)
         self._told_the_id(ticket_id)
-        self.event(ticket_id, "reply.relayed", agent, {"attachments": len(files)})
+        self.event(ticket_id, EventKind.REPLY_RELAYED, agent, {"attachments": len(files)})
         return True
 
     def _told_the_id(self, ticket_id: int) -> None:
@@ -81,15 +80,15 @@ class Casework:
         if status == "resolved":
             values["resolved_at"] = self.now
         self._update(ticket_id, **values)
-        self.event(ticket_id, "ticket.status", by, {"status": status})
+        self.event(ticket_id, EventKind.TICKET_STATUS, by, {"status": status})
 
     def set_field(self, ticket_id: int, field: str, value: str, by: str) -> None:
         self._update(ticket_id, **{field: value})
-        self.event(ticket_id, f"ticket.{field}", by, {field: value})
+        self.event(ticket_id, EventKind(f"ticket.{field}"), by, {field: value})
 
     def assign(self, ticket_id: int, agent: str, by: str) -> None:
         self._update(ticket_id, assignee=agent, assigned_at=self.now)
-        self.event(ticket_id, "ticket.assigned", by, {"agent": agent})
+        self.event(ticket_id, EventKind.TICKET_ASSIGNED, by, {"agent": agent})
         context = ticket_context(self.conn, self.settings, ticket_id)
         context.update(text=self._first_text(ticket_id))
         mail = render_mail(self.renderer, "agent_assigned", self.settings.tickets.default_language, context,
@@ -113,7 +112,7 @@ class Casework:
                            (row.email,), ticket_id, attachments=ticket_attachments(self.conn, ticket_id))
         queue_mail(self.conn, self.settings, mail, self.now)
         self._update(ticket_id, status="escalated")
-        self.event(ticket_id, "ticket.escalated", by, {"division": row.name})
+        self.event(ticket_id, EventKind.TICKET_ESCALATED, by, {"division": row.name})
 
     def resolve(self, ticket_id: int, outcome: str, by: str) -> None:
         """P12: the customer is told the outcome; the ticket is resolved."""
@@ -126,7 +125,7 @@ class Casework:
             queue_mail(self.conn, self.settings, mail, self.now)
             self._told_the_id(ticket_id)
         self._update(ticket_id, status="resolved", resolved_at=self.now)
-        self.event(ticket_id, "ticket.resolved", by, {"told_customer": customer is not None})
+        self.event(ticket_id, EventKind.TICKET_RESOLVED, by, {"told_customer": customer is not None})
 
     def tell_assignee(self, ticket_id: int, kind: str, text: str) -> None:
         assignee = self.conn.execute(sa.select(T_TICKET.c.assignee).where(T_TICKET.c.id == ticket_id)).scalar()
@@ -155,6 +154,5 @@ def merge_tickets(conn: sa.Connection, source: int, target: int, by: str, now: d
     conn.execute(sa.delete(t_participant).where(t_participant.c.ticket_id == source))
     conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == source).values(status="closed", merged_into_id=target,
                                                                           updated_at=now))
-    for ticket_id, kind, other in ((source, "ticket.merged_into", target), (target, "ticket.merged_from", source)):
-        conn.execute(sa.insert(T_EVENT), {"ticket_id": ticket_id, "type": kind, "at": now, "by": by,
-                                          "detail": json.dumps({"ticket": other})})
+    journal.record_all(conn, [journal.entry(source, EventKind.TICKET_MERGED_INTO, by, now, {"ticket": target}),
+                              journal.entry(target, EventKind.TICKET_MERGED_FROM, by, now, {"ticket": source})])

@@ -11,14 +11,15 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mailbridge.config import Settings
-from mailbridge.models import Event, Ticket
+from mailbridge import journal
+from mailbridge.journal import EventKind
+from mailbridge.models import Ticket
 from mailbridge.vocabulary import OPEN_SQL
 from mailbridge.outbox.queue import first_message_ids, notify_agents, queue_mails, render_mail, ticket_contexts
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
 
 T_TICKET = Ticket.__table__
-T_EVENT = Event.__table__
 
 
 class AssignmentBook:
@@ -67,13 +68,12 @@ class AssignmentBook:
                                self._last.get(a.email)) for a in self.settings.agents]
             agent = chosen[ticket_id] = choose_agent(area, loads)
             if agent is None:
-                events.append({"ticket_id": ticket_id, "type": "ticket.unassigned", "at": now, "by": by,
-                               "detail": '{"reason": "no active agent covers the area"}'})
+                events.append(journal.entry(ticket_id, EventKind.TICKET_UNASSIGNED, by, now,
+                                            {"reason": "no active agent covers the area"}))
                 continue
             load[agent] = load.get(agent, 0) + 1
             self._last[agent] = now
-            events.append({"ticket_id": ticket_id, "type": "ticket.assigned", "at": now, "by": by,
-                           "detail": f'{{"agent": "{agent}"}}'})
+            events.append(journal.entry(ticket_id, EventKind.TICKET_ASSIGNED, by, now, {"agent": agent}))
             context = contexts[ticket_id]
             context.update(agent={"name": agents[agent].name, "email": agent}, text=customer_text)
             mails.append(render_mail(self.renderer, "agent_assigned", language, context, (agent,), ticket_id,
@@ -82,8 +82,7 @@ class AssignmentBook:
         if given:
             self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == sa.bindparam("ticket"))
                               .values(assignee=sa.bindparam("agent"), assigned_at=now), given)
-        if events:
-            self.conn.execute(sa.insert(T_EVENT), events)
+        journal.record_all(self.conn, events)
         if mails:
             queue_mails(self.conn, self.settings, mails, now)
             notify_agents(self.conn, [(mail.to[0], mail.ticket_id, "assigned", mail.subject) for mail in mails], now)
