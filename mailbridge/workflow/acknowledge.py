@@ -21,7 +21,8 @@ from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
 from mailbridge.models import Event, Outbox, Reporter, Ticket
-from mailbridge.outbox.queue import first_message_id, notify_agent, queue_mail, render_mail, ticket_context
+from mailbridge.outbox.context import first_message_id, ticket_context
+from mailbridge.outbox.queue import notify_agent, queue_mail, render_mail
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.deadline import hours_left, is_working_day
 

@@ -15,14 +15,8 @@ from mailbridge import journal
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.models import Message, Reporter, Ticket
-from mailbridge.outbox.queue import (
-    first_message_id,
-    notify_agent,
-    queue_mail,
-    render_mail,
-    ticket_attachments,
-    ticket_context,
-)
+from mailbridge.outbox.context import first_message_id, ticket_attachments, ticket_context
+from mailbridge.outbox.queue import notify_agent, queue_mail, render_mail
 from mailbridge.outbox.render import Renderer
 
 T_TICKET = Ticket.__table__

@@ -15,7 +15,8 @@ from mailbridge import journal
 from mailbridge.journal import EventKind
 from mailbridge.models import Ticket
 from mailbridge.vocabulary import OPEN_SQL
-from mailbridge.outbox.queue import first_message_ids, notify_agents, queue_mails, render_mail, ticket_contexts
+from mailbridge.outbox.context import first_message_ids, ticket_contexts
+from mailbridge.outbox.queue import notify_agents, queue_mails, render_mail
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
 
