@@ -33,7 +33,8 @@ from mailbridge.intake.form import read_form
 from mailbridge.intake.prepare import Prepared
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.deadline import ack_deadline
-from mailbridge.outbox.queue import queue_mail, render_mail, ticket_context
+from mailbridge.outbox.context import ticket_context
+from mailbridge.outbox.queue import queue_mail, render_mail
 from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
