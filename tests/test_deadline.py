@@ -522,7 +522,7 @@ def test_ack_deadline_agrees_with_explain_over_two_years():
 
 
 def test_people_read_stored_times_in_local_time_and_a_midnight_deadline_as_24_00():
-    from mailbridge.cli import local_time
+    from mailbridge.cli.output import local_time
 
     assert local_time("2026-11-30T23:00:00+00:00", "Europe/Budapest", deadline=True) == "2026-11-30 24:00 CET"
     assert local_time("2026-07-01T08:05:59+00:00", "Europe/Budapest") == "2026-07-01 10:05 CEST"

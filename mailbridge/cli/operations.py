@@ -1,0 +1,292 @@
+"""For operations: set up (`init`), run the desk (`run`, `poll`, `tick`), look after it
+(`check`, `sla`, `quarantine`, `db copy`) and show it (`demo`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zlib
+from datetime import datetime, timezone
+
+import click
+
+from mailbridge.cli.app import ROW_NUMBER, App, pass_app, parse_time
+from mailbridge.cli.output import table
+from mailbridge.config import Settings, config_path, load_settings
+from mailbridge.errors import MailbridgeError, UsageError
+from mailbridge.logs import configure_logging
+
+
+@click.command()
+@pass_app
+def init(app: App) -> None:
+    """Create or migrate the database, storage folders and IMAP folders."""
+    from mailbridge.adapters.files import AttachmentStore
+    from mailbridge.adapters.imap import imap_session
+
+    before, after = app.db.migrate()
+    click.echo(f"database: {'created' if before is None else 'migrated' if before != after else 'up to date'} (schema {after})")
+    AttachmentStore(app.settings.storage.path).ensure()
+    click.echo(f"storage: {app.settings.storage.path}")
+    boxes = app.settings.intake_mailboxes
+    for s in boxes:
+        with imap_session(s) as imap:
+            created = imap.ensure_folders([s.processed_folder, s.quarantine_folder])
+        where = f" ({s.name})" if len(boxes) > 1 else ""
+        click.echo(f"imap folders{where}: {', '.join(created) + ' created' if created else 'present'}")
+
+
+@click.command()
+@click.option("--once", is_flag=True, required=True, help="One intake pass over new mail, then exit.")
+@pass_app
+def poll(app: App, once: bool) -> None:
+    """One intake pass over new mail."""
+    from mailbridge.adapters.imap import imap_session
+    from mailbridge.intake.loop import mailbox_identity
+    from mailbridge.intake.run import Intake
+
+    db = app.ready_db()
+    boxes = app.settings.intake_mailboxes
+    for s in boxes:
+        where = f"{s.name}: " if len(boxes) > 1 else ""
+        lock = db.poller_lock(mailbox_identity(s))
+        if not lock.acquire():  # a daemon on this or another host polls it now
+            click.echo(f"{where}skipped: another mailbridge process is polling this mailbox")
+            continue
+        try:
+            intake = Intake(app.settings, db, s)
+            with imap_session(s) as imap, imap_session(s) as mover:
+                report = intake.poll(imap, mover)
+        finally:
+            lock.release()
+        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.outcomes.items())) or "nothing new"
+        click.echo(f"{where}fetched {report.fetched}: {parts}; moved {report.moved}")
+
+
+@click.command()
+@pass_app
+def run(app: App) -> None:
+    """The daemon, in the foreground."""
+    from mailbridge.jobs import run_daemon
+
+    configure_logging(app.settings.logging.level, app.settings.logging.format, stream=sys.stdout)
+    run_daemon(app.settings, app.ready_db(), reload=lambda: load_settings(config_path(app.config)))
+
+
+@click.command()
+@click.option("--at", "at", metavar="ISO-TIME", help="Run as if the clock read this (e.g. 2026-11-27T09:00:00+01:00).")
+@pass_app
+def tick(app: App, at: str | None) -> None:
+    """Run every scheduled job once: acknowledgements, SLA watcher, retention, then the outbox sender.
+
+    A job that fails does not stop the others; the exit status is then 1, with one line
+    naming the jobs and why (a read-only or full database is a fault outside the user's hands).
+    """
+    from mailbridge.jobs import Jobs
+
+    now = parse_time(at) if at else datetime.now(timezone.utc)
+    result, failed = Jobs(app.settings, app.ready_db()).tick(now)
+    click.echo(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.items()) or "nothing to do")
+    if failed:
+        reasons = "; ".join(dict.fromkeys(failed.values()))
+        raise MailbridgeError(f"tick: {', '.join(failed)} failed: {reasons}")
+
+
+@click.group()
+def sla() -> None:
+    """The acknowledgement deadline (P7)."""
+
+
+@sla.command("deadline")
+@click.argument("recorded_at", metavar="ISO-TIME")
+@click.option("--explain", is_flag=True, help="Also say which days were skipped and why.")
+@pass_app
+def sla_deadline(app: App, recorded_at: str, explain: bool) -> None:
+    """Print the acknowledgement deadline for a case recorded at ISO-TIME."""
+    from mailbridge.policy.deadline import explain_deadline
+
+    # Works without a config file too (the defaults: Hungary, 2 working days).
+    given = app.config or os.environ.get("MAILBRIDGE_CONFIG") or config_path(None).exists()
+    p = app.settings.policy if given else Settings().policy
+    explanation = explain_deadline(parse_time(recorded_at, p.timezone), p.ack_business_days, p.timezone, p.country)
+    click.echo(explanation.deadline.isoformat())
+    if explain:
+        click.echo(explanation.describe("en"))
+
+
+@click.group()
+def quarantine() -> None:
+    """Mail that could not be parsed or stored."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@pass_app
+def quarantine_list(app: App, as_json: bool) -> None:
+    from mailbridge.views import list_quarantine
+
+    with app.ready_db().session() as session:
+        rows = list_quarantine(session, app.settings.tickets.id_prefix)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table(["ID", "TICKET", "STATUS", "SINCE", "REASON"],
+          [[str(r["id"]), r["ticket"] or "-", r["status"], r["created_at"][:19], r["reason"]] for r in rows])
+
+
+@quarantine.command("retry")
+@click.argument("entry_id", required=False, type=ROW_NUMBER)
+@pass_app
+def quarantine_retry(app: App, entry_id: int | None) -> None:
+    """Re-read quarantined mail once (all waiting ones, or ID)."""
+    from sqlmodel import select
+
+    from mailbridge.adapters.files import AttachmentStore
+    from mailbridge.intake.prepare import PrepareOptions, prepare_mail
+    from mailbridge.intake.store import StoreContext, reread_quarantined
+    from mailbridge.models import Quarantine, RawMessage, Message
+
+    db = app.ready_db()
+    with db.session() as session:
+        if entry_id is not None:
+            entry = session.get(Quarantine, entry_id)
+            if entry is None:
+                raise UsageError(f"no such quarantine entry: {entry_id}")
+            ids = [entry_id]
+        else:
+            ids = list(session.exec(select(Quarantine.id).where(Quarantine.status == "waiting")).all())
+    fixed = failed = 0
+    for qid in ids:
+        with db.session() as session:
+            entry = session.get(Quarantine, qid)
+            message = session.get(Message, entry.message_pk)
+            raw_row = session.get(RawMessage, message.raw_id) if message and message.raw_id else None
+            raw = zlib.decompress(raw_row.data) if raw_row else b""
+            result = prepare_mail(raw, PrepareOptions.from_settings(app.settings))
+            ctx = StoreContext(app.settings, AttachmentStore(app.settings.storage.path), "default", datetime.now(timezone.utc))
+            if reread_quarantined(session, entry, result, ctx):
+                fixed += 1
+            else:
+                failed += 1
+    click.echo(f"retried {len(ids)}: {fixed} read now, {failed} still unreadable")
+
+
+@click.group("db")
+def db_group() -> None:  # not `db`: commands hold their database in a local of that name
+    """The database itself: moving an installation to PostgreSQL (scale-out)."""
+
+
+@db_group.command("copy")
+@click.option("--to", "to", required=True, metavar="URL",
+              help="An empty PostgreSQL database, e.g. postgresql+psycopg://mailbridge@db/mailbridge.")
+@pass_app
+def db_copy(app: App, to: str) -> None:
+    """Copy every table (tickets, mail, events, outbox, ID sequences) into an empty PostgreSQL database.
+
+    Stop every `mailbridge run` first: what it writes during the copy would not be copied.
+    """
+    from mailbridge.adapters.db_copy import copy_database
+    from mailbridge.ticket_ids import format_ticket_id
+
+    report = copy_database(app.ready_db(), to, progress=lambda name, rows: click.echo(f"{name}: {rows} rows"))
+    last = report.sequences.get("ticket", 0)
+    following = format_ticket_id(last + 1, app.settings.tickets.id_prefix)
+    click.echo(f"ticket sequence: {last} (the next ticket is {following})")
+    click.echo("verified: row counts equal in both databases")
+    click.echo(f"attachments: the files stay in {app.settings.storage.path}; point every host's storage.path "
+               "at that folder (a shared volume)")
+    click.echo(f"next: set database.url in {config_path(app.config)} to {report.target} (on every host)")
+
+
+@click.command()
+@pass_app
+def check(app: App) -> None:
+    """Validate the config and try the database, IMAP and SMTP."""
+    from mailbridge.adapters.imap import imap_session
+    from mailbridge.intake.loop import mailbox_identity
+
+    settings = app.settings  # a config error exits 2 before anything is tried
+    results: list[tuple[str, bool, str]] = [("config", True, str(config_path(app.config)))]
+    try:
+        pending = app.db.pending_migrations()
+        results.append(("database", not pending, "needs `mailbridge init`" if pending else "schema up to date"))
+    except Exception as exc:  # check reports; it must not crash on what it checks
+        results.append(("database", False, _one_line(exc)))
+    boxes = settings.intake_mailboxes
+    for s in boxes:
+        label = f"imap {s.name}" if len(boxes) > 1 else "imap"
+        try:
+            with imap_session(s) as imap:
+                missing = [f for f in (s.folder, s.processed_folder, s.quarantine_folder)
+                           if not imap._c.folder_exists(f)]
+            results.append((label, not missing, f"missing folders: {', '.join(missing)}" if missing
+                            else f"{s.host}:{s.port} login ok"))
+        except Exception as exc:
+            results.append((label, False, _one_line(exc)))
+    results.append(_check_smtp(settings))
+    from mailbridge import metrics
+
+    limit = settings.alarm.poll_stale_minutes * 60
+    for box in boxes:
+        label = f"intake {box.name}" if len(boxes) > 1 else "intake"
+        age = metrics.poll_age(settings.storage.path, box.name)
+        try:  # several hosts: which process polls it now
+            holder = app.db.poller_lock(mailbox_identity(box)).holder()
+        except Exception:
+            holder = None
+        by = f"; polled by {holder}" if holder else ""
+        if age is None:
+            results.append((label, True, "no successful poll recorded yet" + by))
+        else:
+            results.append((label, age <= limit, f"last successful poll {age / 60:.1f} min ago" + by
+                            + ("" if age <= limit else f": silent longer than alarm.poll_stale_minutes ({limit / 60:g})")))
+    width = max(len(name) for name, _, _ in results)
+    for name, ok, detail in results:
+        mark = click.style("ok  ", fg="green") if ok else click.style("FAIL", fg="red", bold=True)
+        click.echo(f"{mark} {name:<{width}}  {detail}")
+    if not all(ok for _, ok, _ in results):
+        sys.exit(1)
+
+
+def _check_smtp(settings: Settings) -> tuple[str, bool, str]:
+    """Connects and authenticates exactly as the sender does (password or XOAUTH2)."""
+    from mailbridge.adapters.smtp import SmtpConnection
+    from mailbridge.errors import SmtpError
+
+    s = settings.smtp
+    try:
+        with SmtpConnection(s):
+            pass
+        return ("smtp", True, f"{s.host}:{s.port} ok")
+    except SmtpError as exc:
+        hint = " (set smtp.starttls = false for a plain local relay)" if "STARTTLS" in str(exc).upper() else ""
+        return ("smtp", False, f"{_one_line(exc)}{hint}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's folder and servers' data afterwards.")
+@click.pass_context
+def demo(ctx: click.Context, keep: bool) -> None:
+    """Start a local IMAP and SMTP server, feed sample mail, show the tickets."""
+    from mailbridge.demo.run import run_demo
+
+    cli = ctx.find_root().command  # the whole command line, which imports this module
+
+    def mailbridge(args: list[str]) -> None:
+        try:
+            cli.main(args=args, prog_name="mailbridge", standalone_mode=False)
+        except SystemExit as exc:
+            if exc.code:
+                raise
+
+    run_demo(mailbridge, keep=keep)
+
+
+# What this module adds to the command line.
+COMMANDS = (init, poll, run, tick, sla, quarantine, db_group, check, demo)

@@ -1,0 +1,420 @@
+"""For agents: find tickets (`tickets list/search/show`), act on one (`ticket open/log/assign/
+status/escalate/merge/resolve`), and read their notifications."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from mailbridge.cli.app import ROW_NUMBER, App, pass_app
+from mailbridge.cli.output import local_time, table
+from mailbridge.errors import UsageError
+from mailbridge.vocabulary import MANUAL_CHANNELS, TICKET_STATUSES
+
+
+@click.group()
+def tickets() -> None:
+    """List and show tickets."""
+
+
+def _ticket_filters(f):  # type: ignore[no-untyped-def]
+    for option in reversed([
+        click.option("--json", "as_json", is_flag=True, help="A JSON array, for scripts."),
+        click.option("--status", type=click.Choice(["open", *TICKET_STATUSES]),
+                     help="Only tickets in this status (open: not resolved or closed)."),
+        click.option("--assignee", metavar="AGENT", help="Only this agent's tickets."),
+        click.option("--category", help="Only this P4 category."),
+        click.option("--area", help="Only this P5 area."),
+        click.option("--channel", type=click.Choice(["email", "form", *MANUAL_CHANNELS])),
+        click.option("--overdue", is_flag=True, help="Only tickets past their acknowledgement deadline without one."),
+        click.option("--limit", type=ROW_NUMBER, help="At most this many."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _print_tickets(app: App, as_json: bool, search: str | None = None, **filters) -> None:  # type: ignore[no-untyped-def]
+    from mailbridge.views import list_tickets
+
+    if filters.get("assignee"):
+        filters["assignee"] = _agent(app, filters["assignee"])
+    if filters.get("category"):
+        filters["category"] = _category(filters["category"])
+    if filters.get("area"):
+        filters["area"] = _area(filters["area"])
+    overdue = filters.pop("overdue", False)
+    with app.ready_db().session() as session:
+        rows = list_tickets(session, app.settings.tickets.id_prefix, filters.pop("status", None),
+                            filters.pop("limit", None), overdue_at=datetime.now(timezone.utc) if overdue else None,
+                            search=search, **filters)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table(
+        ["ID", "STATUS", "CATEGORY", "AREA", "REPORTER", "ASSIGNEE", "MSGS", "FLAGS", "SUBJECT"],
+        [
+            [r["id"], r["status"], r["category"], r["area"], r["reporter_email"] or r["reporter_name"] or "-",
+             r["assignee"] or "-", str(r["message_count"]), ",".join(r["flags"]), r["subject"]]
+            for r in rows
+        ],
+        colour_column=1,
+    )
+
+
+@tickets.command("list")
+@_ticket_filters
+@pass_app
+def tickets_list(app: App, as_json: bool, **filters) -> None:  # type: ignore[no-untyped-def]
+    """Tickets, oldest first, filtered."""
+    _print_tickets(app, as_json, **filters)
+
+
+@tickets.command("search")
+@click.argument("text")
+@_ticket_filters
+@pass_app
+def tickets_search(app: App, text: str, as_json: bool, **filters) -> None:  # type: ignore[no-untyped-def]
+    """Tickets whose subject or any mail contains TEXT."""
+    if not text.strip():
+        raise UsageError("tickets search: TEXT is empty (it would match every ticket; use `tickets list`)")
+    _print_tickets(app, as_json, search=text, **filters)
+
+
+@tickets.command("show")
+@click.argument("ticket_id")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@pass_app
+def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
+    from mailbridge.views import show_ticket
+
+    number = app.ticket_number(ticket_id)
+    with app.ready_db().session() as session:
+        detail = show_ticket(session, number, app.settings.tickets.id_prefix, app.settings.policy)
+    if detail is None:
+        raise UsageError(f"no such ticket: {ticket_id}")
+    if as_json:
+        click.echo(json.dumps(detail, ensure_ascii=False, indent=2))
+        return
+    click.echo(click.style(f"{detail['id']}  {detail['subject']}", bold=True))
+    zone = app.settings.policy.timezone
+    for key in ("status", "category", "area", "channel", "reporter_name", "reporter_email", "assignee", "created_at",
+                "ack_deadline", "acknowledged_at", "linked_ticket"):
+        if detail.get(key):
+            value = local_time(detail[key], zone, key == "ack_deadline") if key.endswith(("_at", "_deadline")) \
+                else detail[key]
+            click.echo(f"  {key.replace('_', ' '):<16} {value}")
+    if detail["flags"]:
+        click.echo(f"  {'flags':<16} {', '.join(detail['flags'])}")
+    if detail.get("ack_deadline_explained"):
+        click.echo(f"  {'deadline, why':<16} {detail['ack_deadline_explained'][app.settings.tickets.default_language]}")
+    for m in detail["messages"]:
+        arrow = "<-" if m["direction"] == "in" else "->"
+        click.echo("")
+        click.echo(click.style(f"{arrow} {local_time(m['created_at'], zone)}  {m['kind']}  "
+                               f"{m['sender'] or '(no sender)'}", fg="cyan"))
+        click.echo(f"   {m['subject']}")
+        for line in (m["new_text"] or m["text"]).splitlines()[:40]:
+            click.echo(f"   | {line}")
+        for a in m["attachments"]:
+            state = " (rejected: " + a["reason"] + ")" if a.get("rejected") else ""
+            click.echo(f"   + {a['filename']}  {a['size']} bytes{state}")
+    click.echo("")
+    for e in detail["events"]:
+        click.echo(f"  {local_time(e['at'], zone)}  {e['type']:<22} {e['by']}")
+
+
+@click.group()
+def ticket() -> None:
+    """Act on one ticket."""
+
+
+def _existing_ticket(app: App, session, text: str) -> int:  # type: ignore[no-untyped-def]
+    from mailbridge.models import Ticket
+
+    number = app.ticket_number(text)
+    if session.get(Ticket, number) is None:
+        raise UsageError(f"no such ticket: {text}")
+    return number
+
+
+def _named(kind: str, value: str) -> str:
+    """A P4 category or P5 area as written, or by an English alias; else a usage error."""
+    from mailbridge.vocabulary import AREAS, CATEGORIES
+    from mailbridge.policy.classify import fold
+    from mailbridge.policy.commands import match_area, match_category
+
+    names, match = (CATEGORIES, match_category) if kind == "category" else (AREAS, match_area)
+    found = next((name for name in names if fold(name) == fold(value)), None) or match(value)
+    if found is None:
+        raise UsageError(f"unknown {kind}: {value!r} (choices: {', '.join(names)})")
+    return found
+
+
+def _category(value: str) -> str:
+    return _named("category", value)
+
+
+def _area(value: str) -> str:
+    return _named("area", value)
+
+
+def _agent(app: App, value: str) -> str:
+    wanted = value.strip().lower()
+    for agent in app.settings.agents:
+        if wanted in (agent.email, agent.name.lower()):
+            return agent.email
+    raise UsageError(f"unknown agent: {value} (choices: {', '.join(a.email for a in app.settings.agents)})")
+
+
+def _by(app: App, by: str | None) -> str:
+    """Who acts, as the journal records it: a configured agent (name or address), else the command line."""
+    return _agent(app, by) if by else "cli"
+
+
+def _casework(app: App, session):  # type: ignore[no-untyped-def]
+    from mailbridge.outbox.render import Renderer
+    from mailbridge.workflow.actions import Casework
+
+    renderer = Renderer(app.settings.outbox.templates_path, app.settings.policy.timezone)
+    return Casework(session.connection(), app.settings, renderer, datetime.now(timezone.utc))
+
+
+@ticket.command("open")
+@click.option("--channel", required=True, type=click.Choice(MANUAL_CHANNELS), help="How the case arrived (P3).")
+@click.option("--name", default="", help="The reporter's name.")
+@click.option("--email", default="", help="The reporter's e-mail (then they get the acknowledgement).")
+@click.option("--category", required=True, help="A P4 category (Hungarian name or English alias).")
+@click.option("--area", required=True, help="A P5 area (Hungarian name or English alias).")
+@click.option("--subject", required=True, help="Short description.")
+@click.option("--body", default="", help="What the reporter said.")
+@click.option("--attach", "attachments", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A file to keep with the ticket (repeatable).")
+@click.option("--by", "by", metavar="AGENT", help="Who entered it.")
+@click.option("--language", type=click.Choice(["hu", "en"]), help="Language of the notices (default: tickets.default_language).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new ticket as JSON.")
+@pass_app
+def ticket_open(app: App, channel: str, name: str, email: str, category: str, area: str, subject: str, body: str,
+                attachments: tuple[str, ...], by: str | None, language: str | None, as_json: bool) -> None:
+    """Enter a case that came by phone, post, social media or otherwise (P3)."""
+    import hashlib
+    import mimetypes
+
+    from mailbridge.adapters.files import AttachmentStore
+    from mailbridge.intake.parse import sanitize_filename
+    from mailbridge.intake.store import MailStore, StoreContext
+    from mailbridge.mail import Address
+    from mailbridge.models import Message
+    from mailbridge.outbox.render import Renderer
+    from mailbridge.views import show_ticket
+
+    category, area = _category(category), _area(area)
+    agent = _agent(app, by) if by else None
+    if email and ("@" not in email or " " in email.strip()):
+        raise UsageError(f"not an e-mail address: {email!r}")
+    if not (name.strip() or email.strip()):
+        raise UsageError("give the reporter's --name or --email (or both)")
+    files = []
+    for path in attachments:
+        data = Path(path).read_bytes()
+        limit = app.settings.storage.max_attachment_bytes
+        if limit and len(data) > limit:
+            raise UsageError(f"--attach {path}: {len(data)} bytes is over storage.max_attachment_bytes ({limit})")
+        files.append((sanitize_filename(Path(path).name), mimetypes.guess_type(path)[0] or "application/octet-stream", data))
+    settings = app.settings
+    now = datetime.now(timezone.utc)
+    db = app.ready_db()  # before the store's folder is made: a refused command writes nothing
+    store_files = AttachmentStore(settings.storage.path)
+    store_files.ensure()
+    renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
+    with db.session() as session:
+        store = MailStore(session, StoreContext(settings, store_files, "manual", now, renderer))
+        reporter = Address(email.strip().lower(), name.strip())
+        ticket_id = store.create_ticket(subject=subject, channel=channel, reporter=reporter, category=category,
+                                        area=area, language=language or settings.tickets.default_language,
+                                        by=agent or "cli", text=body)
+        message_pk = store._insert(
+            Message.__table__, ticket_id=ticket_id, direction="in", kind="manual", channel=channel, internal=False,
+            message_id="", sender=reporter.email, sender_name=reporter.name, to_addrs="", cc_addrs="",
+            subject=subject, text=body, new_text=body, html="", references="", reason="", raw_sha256="",
+            created_at=now,
+        )
+        for filename, content_type, data in files:
+            digest = store_files.put(data)
+            store._attachment_rows.append({"message_pk": message_pk, "ticket_id": ticket_id, "filename": filename,
+                                           "content_type": content_type, "size": len(data), "sha256": digest,
+                                           "content_id": "", "inline": False, "rejected": False, "reason": ""})
+        store.finish()
+        if not reporter.email:
+            # P7 still holds: the agent must acknowledge by the channel the case came in.
+            store.event(ticket_id, "ack.by_hand", "system", {"channel": channel})
+            store.finish()
+            casework = _casework(app, session)
+            casework.tell_assignee(ticket_id, "ack_by_hand",
+                                   f"Nincs e-mail cím: a visszaigazolást {channel} csatornán kell megadni.")
+        detail = show_ticket(session, ticket_id, settings.tickets.id_prefix)
+    if as_json:
+        click.echo(json.dumps(detail, ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{detail['id']}: opened ({channel}), assigned to {detail['assignee'] or 'nobody'}")
+
+
+@ticket.command("log")
+@click.argument("ticket_id")
+@click.option("--channel", required=True, type=click.Choice(MANUAL_CHANNELS))
+@click.option("--direction", required=True, type=click.Choice(["in", "out"]), help="in: the customer contacted us.")
+@click.option("--by", "by", required=True, metavar="AGENT-EMAIL", help="Who logs it.")
+@click.option("--note", required=True, help="What was said.")
+@pass_app
+def ticket_log(app: App, ticket_id: str, channel: str, direction: str, by: str, note: str) -> None:
+    """Log a contact that happened outside the mail (P9)."""
+    import sqlalchemy as sa
+
+    from mailbridge.models import Message, Reporter, Ticket
+
+    agent = _agent(app, by)
+    now = datetime.now(timezone.utc)
+    with app.ready_db().session() as session:
+        number = _existing_ticket(app, session, ticket_id)
+        conn = session.connection()
+        ticket_row = session.get(Ticket, number)
+        reporter = session.get(Reporter, ticket_row.reporter_id) if ticket_row.reporter_id else None
+        conn.execute(sa.insert(Message.__table__), {
+            "ticket_id": number, "direction": direction, "kind": "contact", "channel": channel, "internal": True,
+            "message_id": "", "sender": agent, "sender_name": "", "to_addrs": (reporter.email or "") if reporter else "",
+            "cc_addrs": "", "subject": f"{channel} ({'in' if direction == 'in' else 'out'})", "text": note,
+            "new_text": note, "html": "", "references": "", "reason": "", "raw_sha256": "", "created_at": now,
+        })
+        _casework(app, session).event(number, "contact.logged", agent, {"channel": channel, "direction": direction})
+        conn.execute(sa.update(Ticket.__table__).where(Ticket.__table__.c.id == number).values(updated_at=now))
+    click.echo(f"{ticket_id.upper()}: {channel} contact logged")
+
+
+@ticket.command("assign")
+@click.argument("ticket_id")
+@click.argument("agent")
+@click.option("--by", "by", metavar="AGENT-EMAIL")
+@pass_app
+def ticket_assign(app: App, ticket_id: str, agent: str, by: str | None) -> None:
+    """Hand a ticket to an agent (who is told by mail and in-system)."""
+    email, who = _agent(app, agent), _by(app, by)
+    with app.ready_db().session() as session:
+        number = _existing_ticket(app, session, ticket_id)
+        _casework(app, session).assign(number, email, who)
+    click.echo(f"{ticket_id.upper()}: assigned to {email}")
+
+
+@ticket.command("status")
+@click.argument("ticket_id")
+@click.argument("status", type=click.Choice([s for s in TICKET_STATUSES if s != "new"]))
+@click.option("--by", "by", metavar="AGENT-EMAIL")
+@pass_app
+def ticket_status(app: App, ticket_id: str, status: str, by: str | None) -> None:
+    """Set a ticket's status (to resolve with an outcome, use `ticket resolve`)."""
+    who = _by(app, by)
+    with app.ready_db().session() as session:
+        number = _existing_ticket(app, session, ticket_id)
+        _casework(app, session).set_status(number, status, who)
+    click.echo(f"{ticket_id.upper()}: {status}")
+
+
+@ticket.command("escalate")
+@click.argument("ticket_id")
+@click.argument("division")
+@click.option("--note", default="", help="What the division should know.")
+@click.option("--by", "by", metavar="AGENT-EMAIL")
+@pass_app
+def ticket_escalate(app: App, ticket_id: str, division: str, note: str, by: str | None) -> None:
+    """Hand a case to a division (P11): it gets the history and files."""
+    wanted = division.strip().lower()
+    found = next((d.email for d in app.settings.divisions if wanted in (d.email, d.name.lower())), None)
+    if found is None:
+        raise UsageError(f"unknown division: {division} (choices: {', '.join(d.name for d in app.settings.divisions)})")
+    who = _by(app, by)
+    with app.ready_db().session() as session:
+        number = _existing_ticket(app, session, ticket_id)
+        _casework(app, session).escalate(number, found, note, who)
+    click.echo(f"{ticket_id.upper()}: escalated to {division}")
+
+
+@ticket.command("merge")
+@click.argument("ticket_id")
+@click.argument("into_id")
+@click.option("--by", "by", metavar="AGENT-EMAIL")
+@pass_app
+def ticket_merge(app: App, ticket_id: str, into_id: str, by: str | None) -> None:
+    """Merge TICKET_ID into INTO_ID; later mail to TICKET_ID follows."""
+    from mailbridge.workflow.actions import merge_tickets
+
+    who = _by(app, by)
+    with app.ready_db().session() as session:
+        source, target = _existing_ticket(app, session, ticket_id), _existing_ticket(app, session, into_id)
+        if source == target:
+            raise UsageError("a ticket cannot be merged into itself")
+        merge_tickets(session.connection(), source, target, who, datetime.now(timezone.utc))
+    click.echo(f"{ticket_id.upper()} merged into {into_id.upper()}")
+
+
+@ticket.command("resolve")
+@click.argument("ticket_id")
+@click.option("--outcome", required=True, help="What the customer is told (P12).")
+@click.option("--by", "by", metavar="AGENT-EMAIL", help="Who resolved it (default: the assignee).")
+@pass_app
+def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> None:
+    """Resolve a ticket and tell the customer the outcome."""
+    from mailbridge.outbox.render import Renderer
+    from mailbridge.workflow.actions import Casework
+
+    who = _by(app, by)
+    if not outcome.strip():
+        raise UsageError("--outcome is empty: the customer must be told what was done")
+    renderer = Renderer(app.settings.outbox.templates_path, app.settings.policy.timezone)
+    with app.ready_db().session() as session:
+        number = _existing_ticket(app, session, ticket_id)
+        casework = Casework(session.connection(), app.settings, renderer, datetime.now(timezone.utc))
+        casework.resolve(number, outcome.strip(), who)
+    click.echo(f"{ticket_id.upper()}: resolved; the outcome is queued for the customer")
+
+
+@click.command()
+@click.option("--agent", metavar="EMAIL", help="Only this agent's notifications.")
+@click.option("--all", "show_all", is_flag=True, help="Read ones too.")
+@click.option("--mark-read", is_flag=True, help="Mark the listed notifications read.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@pass_app
+def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, as_json: bool) -> None:
+    """Agents' in-system notifications (new assignments, deadlines, failures)."""
+    import sqlalchemy as sa
+
+    from mailbridge.ticket_ids import format_ticket_id
+    from mailbridge.models import Notification
+
+    if agent and agent.lower() not in app.settings.agent_addresses:
+        raise UsageError(f"unknown agent: {agent} (choices: {', '.join(sorted(app.settings.agent_addresses))})")
+    table_ = Notification.__table__
+    with app.ready_db().session() as session:
+        conn = session.connection()
+        query = sa.select(table_).order_by(table_.c.id)
+        if agent:
+            query = query.where(table_.c.agent == agent.lower())
+        if not show_all:
+            query = query.where(table_.c.read_at.is_(None))
+        rows = conn.execute(query).all()
+        if mark_read and rows:
+            conn.execute(sa.update(table_).where(table_.c.id.in_([r.id for r in rows]))
+                         .values(read_at=datetime.now(timezone.utc)))
+    prefix = app.settings.tickets.id_prefix
+    items = [{"id": r.id, "agent": r.agent, "ticket": format_ticket_id(r.ticket_id, prefix) if r.ticket_id else None,
+              "kind": r.kind, "text": r.text, "created_at": r.created_at.isoformat(),
+              "read": bool(r.read_at) or mark_read} for r in rows]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    table(["ID", "AGENT", "TICKET", "KIND", "TEXT"],
+          [[str(i["id"]), i["agent"], i["ticket"] or "-", i["kind"], i["text"]] for i in items])
+
+
+# What this module adds to the command line.
+COMMANDS = (tickets, ticket, notifications)
