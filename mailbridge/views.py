@@ -123,6 +123,10 @@ def _summary(t: Ticket, r: Reporter | None, prefix: str, message_count: int, att
     }
 
 
+def ticket_exists(session: Session, ticket_id: int) -> bool:
+    return session.get(Ticket, ticket_id) is not None
+
+
 def show_ticket(session: Session, ticket_id: int, prefix: str, policy=None) -> dict | None:  # type: ignore[no-untyped-def]
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:

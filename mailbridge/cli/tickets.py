@@ -132,10 +132,10 @@ def ticket() -> None:
 
 
 def _existing_ticket(app: App, session, text: str) -> int:  # type: ignore[no-untyped-def]
-    from mailbridge.models import Ticket
+    from mailbridge.views import ticket_exists
 
     number = app.ticket_number(text)
-    if session.get(Ticket, number) is None:
+    if not ticket_exists(session, number):
         raise UsageError(f"no such ticket: {text}")
     return number
 
@@ -174,12 +174,13 @@ def _by(app: App, by: str | None) -> str:
     return _agent(app, by) if by else "cli"
 
 
-def _casework(app: App, session):  # type: ignore[no-untyped-def]
+def _desk(app: App, session):  # type: ignore[no-untyped-def]
+    """The workflow layer, in this command's transaction: every change goes through it."""
     from mailbridge.outbox.render import Renderer
-    from mailbridge.workflow.actions import Casework
+    from mailbridge.workflow.tickets import TicketBook
 
     renderer = Renderer(app.settings.outbox.templates_path, app.settings.policy.timezone)
-    return Casework(session.connection(), app.settings, renderer, datetime.now(timezone.utc))
+    return TicketBook(session.connection(), app.settings, datetime.now(timezone.utc), renderer)
 
 
 @ticket.command("open")
@@ -199,22 +200,21 @@ def _casework(app: App, session):  # type: ignore[no-untyped-def]
 def ticket_open(app: App, channel: str, name: str, email: str, category: str, area: str, subject: str, body: str,
                 attachments: tuple[str, ...], by: str | None, language: str | None, as_json: bool) -> None:
     """Enter a case that came by phone, post, social media or otherwise (P3)."""
-    import hashlib
     import mimetypes
 
     from mailbridge.adapters.files import AttachmentStore
     from mailbridge.intake.parse import sanitize_filename
-    from mailbridge.intake.store import MailStore, StoreContext
     from mailbridge.mail import Address
-    from mailbridge.models import Message
-    from mailbridge.outbox.render import Renderer
+    from mailbridge.policy.addresses import normalise_address
     from mailbridge.views import show_ticket
+    from mailbridge.workflow.tickets import NewTicket, StoredFile
 
     category, area = _category(category), _area(area)
     agent = _agent(app, by) if by else None
-    if email and ("@" not in email or " " in email.strip()):
+    address = normalise_address(email) if email.strip() else ""
+    if address is None:
         raise UsageError(f"not an e-mail address: {email!r}")
-    if not (name.strip() or email.strip()):
+    if not (name.strip() or address):
         raise UsageError("give the reporter's --name or --email (or both)")
     files = []
     for path in attachments:
@@ -224,36 +224,15 @@ def ticket_open(app: App, channel: str, name: str, email: str, category: str, ar
             raise UsageError(f"--attach {path}: {len(data)} bytes is over storage.max_attachment_bytes ({limit})")
         files.append((sanitize_filename(Path(path).name), mimetypes.guess_type(path)[0] or "application/octet-stream", data))
     settings = app.settings
-    now = datetime.now(timezone.utc)
     db = app.ready_db()  # before the store's folder is made: a refused command writes nothing
     store_files = AttachmentStore(settings.storage.path)
     store_files.ensure()
-    renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
+    stored = [StoredFile(filename, content_type, len(data), store_files.put(data))
+              for filename, content_type, data in files]
+    new = NewTicket(subject=subject, channel=channel, reporter=Address(address, name.strip()), category=category,
+                    area=area, language=language or settings.tickets.default_language, by=agent or "cli", text=body)
     with db.session() as session:
-        store = MailStore(session, StoreContext(settings, store_files, "manual", now, renderer))
-        reporter = Address(email.strip().lower(), name.strip())
-        ticket_id = store.create_ticket(subject=subject, channel=channel, reporter=reporter, category=category,
-                                        area=area, language=language or settings.tickets.default_language,
-                                        by=agent or "cli", text=body)
-        message_pk = store._insert(
-            Message.__table__, ticket_id=ticket_id, direction="in", kind="manual", channel=channel, internal=False,
-            message_id="", sender=reporter.email, sender_name=reporter.name, to_addrs="", cc_addrs="",
-            subject=subject, text=body, new_text=body, html="", references="", reason="", raw_sha256="",
-            created_at=now,
-        )
-        for filename, content_type, data in files:
-            digest = store_files.put(data)
-            store._attachment_rows.append({"message_pk": message_pk, "ticket_id": ticket_id, "filename": filename,
-                                           "content_type": content_type, "size": len(data), "sha256": digest,
-                                           "content_id": "", "inline": False, "rejected": False, "reason": ""})
-        store.finish()
-        if not reporter.email:
-            # P7 still holds: the agent must acknowledge by the channel the case came in.
-            store.event(ticket_id, "ack.by_hand", "system", {"channel": channel})
-            store.finish()
-            casework = _casework(app, session)
-            casework.tell_assignee(ticket_id, "ack_by_hand",
-                                   f"Nincs e-mail cím: a visszaigazolást {channel} csatornán kell megadni.")
+        ticket_id = _desk(app, session).open_by_hand(new, body, stored)
         detail = show_ticket(session, ticket_id, settings.tickets.id_prefix)
     if as_json:
         click.echo(json.dumps(detail, ensure_ascii=False, indent=2))
@@ -270,25 +249,12 @@ def ticket_open(app: App, channel: str, name: str, email: str, category: str, ar
 @pass_app
 def ticket_log(app: App, ticket_id: str, channel: str, direction: str, by: str, note: str) -> None:
     """Log a contact that happened outside the mail (P9)."""
-    import sqlalchemy as sa
-
-    from mailbridge.models import Message, Reporter, Ticket
-
     agent = _agent(app, by)
-    now = datetime.now(timezone.utc)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        conn = session.connection()
-        ticket_row = session.get(Ticket, number)
-        reporter = session.get(Reporter, ticket_row.reporter_id) if ticket_row.reporter_id else None
-        conn.execute(sa.insert(Message.__table__), {
-            "ticket_id": number, "direction": direction, "kind": "contact", "channel": channel, "internal": True,
-            "message_id": "", "sender": agent, "sender_name": "", "to_addrs": (reporter.email or "") if reporter else "",
-            "cc_addrs": "", "subject": f"{channel} ({'in' if direction == 'in' else 'out'})", "text": note,
-            "new_text": note, "html": "", "references": "", "reason": "", "raw_sha256": "", "created_at": now,
-        })
-        _casework(app, session).event(number, "contact.logged", agent, {"channel": channel, "direction": direction})
-        conn.execute(sa.update(Ticket.__table__).where(Ticket.__table__.c.id == number).values(updated_at=now))
+        desk = _desk(app, session)
+        desk.log_contact(number, channel, direction, agent, note)
+        desk.finish()
     click.echo(f"{ticket_id.upper()}: {channel} contact logged")
 
 
@@ -302,7 +268,7 @@ def ticket_assign(app: App, ticket_id: str, agent: str, by: str | None) -> None:
     email, who = _agent(app, agent), _by(app, by)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        _casework(app, session).assign(number, email, who)
+        _desk(app, session).casework.assign(number, email, who)
     click.echo(f"{ticket_id.upper()}: assigned to {email}")
 
 
@@ -316,7 +282,7 @@ def ticket_status(app: App, ticket_id: str, status: str, by: str | None) -> None
     who = _by(app, by)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        _casework(app, session).set_status(number, status, who)
+        _desk(app, session).casework.set_status(number, status, who)
     click.echo(f"{ticket_id.upper()}: {status}")
 
 
@@ -335,7 +301,7 @@ def ticket_escalate(app: App, ticket_id: str, division: str, note: str, by: str 
     who = _by(app, by)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        _casework(app, session).escalate(number, found, note, who)
+        _desk(app, session).casework.escalate(number, found, note, who)
     click.echo(f"{ticket_id.upper()}: escalated to {division}")
 
 
@@ -364,17 +330,12 @@ def ticket_merge(app: App, ticket_id: str, into_id: str, by: str | None) -> None
 @pass_app
 def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> None:
     """Resolve a ticket and tell the customer the outcome."""
-    from mailbridge.outbox.render import Renderer
-    from mailbridge.workflow.actions import Casework
-
     who = _by(app, by)
     if not outcome.strip():
         raise UsageError("--outcome is empty: the customer must be told what was done")
-    renderer = Renderer(app.settings.outbox.templates_path, app.settings.policy.timezone)
     with app.ready_db().session() as session:
         number = _existing_ticket(app, session, ticket_id)
-        casework = Casework(session.connection(), app.settings, renderer, datetime.now(timezone.utc))
-        casework.resolve(number, outcome.strip(), who)
+        _desk(app, session).casework.resolve(number, outcome.strip(), who)
     click.echo(f"{ticket_id.upper()}: resolved; the outcome is queued for the customer")
 
 
@@ -386,29 +347,13 @@ def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> No
 @pass_app
 def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, as_json: bool) -> None:
     """Agents' in-system notifications (new assignments, deadlines, failures)."""
-    import sqlalchemy as sa
-
-    from mailbridge.ticket_ids import format_ticket_id
-    from mailbridge.models import Notification
+    from mailbridge.workflow.notifications import read_notifications
 
     if agent and agent.lower() not in app.settings.agent_addresses:
         raise UsageError(f"unknown agent: {agent} (choices: {', '.join(sorted(app.settings.agent_addresses))})")
-    table_ = Notification.__table__
     with app.ready_db().session() as session:
-        conn = session.connection()
-        query = sa.select(table_).order_by(table_.c.id)
-        if agent:
-            query = query.where(table_.c.agent == agent.lower())
-        if not show_all:
-            query = query.where(table_.c.read_at.is_(None))
-        rows = conn.execute(query).all()
-        if mark_read and rows:
-            conn.execute(sa.update(table_).where(table_.c.id.in_([r.id for r in rows]))
-                         .values(read_at=datetime.now(timezone.utc)))
-    prefix = app.settings.tickets.id_prefix
-    items = [{"id": r.id, "agent": r.agent, "ticket": format_ticket_id(r.ticket_id, prefix) if r.ticket_id else None,
-              "kind": r.kind, "text": r.text, "created_at": r.created_at.isoformat(),
-              "read": bool(r.read_at) or mark_read} for r in rows]
+        items = read_notifications(session.connection(), app.settings.tickets.id_prefix, datetime.now(timezone.utc),
+                                   agent.lower() if agent else None, include_read=show_all, mark_read=mark_read)
     if as_json:
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
