@@ -266,7 +266,7 @@ class OutboxSettings(Section):
 
 
 class MailRuleSettings(Section):
-    """One mail rule (see policy/rules.py): all given conditions must hold."""
+    """One mail rule (see policy/mail_rules.py): all given conditions must hold."""
 
     name: str
     sender: list[str] = Field(default_factory=list)
@@ -280,14 +280,14 @@ class MailRuleSettings(Section):
 
     @model_validator(mode="after")
     def _valid(self) -> "MailRuleSettings":
-        from mailbridge.policy.rules import check_rule
+        from mailbridge.policy.mail_rules import check_rule
 
         if problem := check_rule(self.as_rule()):
             raise ValueError(problem)
         return self
 
     def as_rule(self):  # type: ignore[no-untyped-def]
-        from mailbridge.policy.rules import MailRule
+        from mailbridge.policy.mail_rules import MailRule
 
         return MailRule(self.name, tuple(self.sender), tuple(self.header.items()), self.subject, self.body,
                         self.category, self.area, self.no_ack, self.ignore)

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from mailbridge import metrics, service
 from mailbridge.models import Outbox
 from mailbridge.outbox.queue import OutgoingMail, queue_mail
-from mailbridge.intake.loop import IntakeLoop
+from mailbridge.intake.watch import IntakeLoop
 from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer

@@ -138,7 +138,7 @@ def test_jobs_in_several_processes_at_once_act_on_each_ticket_once(mailbox, smtp
 def test_poll_once_leaves_a_mailbox_another_process_polls(mailbox, mailbridge_for, postgres_server):
     from mailbridge.adapters.db import Database
     from mailbridge.config import load_settings
-    from mailbridge.intake.loop import mailbox_identity
+    from mailbridge.intake.watch import mailbox_identity
 
     url = postgres_server.create_database("mailbridge_poll_once_lock")
     desk = mailbridge_for(mailbox, database={"url": url})

@@ -43,7 +43,7 @@ def init(app: App) -> None:
 def poll(app: App, once: bool) -> None:
     """One intake pass over new mail."""
     from mailbridge.adapters.imap import imap_session
-    from mailbridge.intake.loop import mailbox_identity
+    from mailbridge.intake.watch import mailbox_identity
     from mailbridge.intake.run import Intake
 
     db = app.ready_db()
@@ -204,7 +204,7 @@ def db_copy(app: App, to: str) -> None:
 def check(app: App) -> None:
     """Validate the config and try the database, IMAP and SMTP."""
     from mailbridge.adapters.imap import imap_session
-    from mailbridge.intake.loop import mailbox_identity
+    from mailbridge.intake.watch import mailbox_identity
 
     settings = app.settings  # a config error exits 2 before anything is tried
     results: list[tuple[str, bool, str]] = [("config", True, str(config_path(app.config)))]

@@ -14,7 +14,7 @@ from mailbridge.intake.parse import parse_mail
 from mailbridge.mail import ParsedMail
 from mailbridge.policy import loops
 from mailbridge.policy.classify import DEFAULT_RULES, Classification, Rule, classify, guess_language
-from mailbridge.policy.rules import SPAM, MailRule, RuleVerdict, SpamPolicy, apply_rules
+from mailbridge.policy.mail_rules import SPAM, MailRule, RuleVerdict, SpamPolicy, apply_rules
 
 
 @dataclass(frozen=True)

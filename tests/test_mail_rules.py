@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailbridge.intake.parse import parse_mail
-from mailbridge.policy.rules import MailRule, RuleVerdict, SpamPolicy, apply_rules, check_rule, is_spam
+from mailbridge.policy.mail_rules import MailRule, RuleVerdict, SpamPolicy, apply_rules, check_rule, is_spam
 
 SPAM = SpamPolicy()
 BILLING = "Számlázással kapcsolatos kérdés"
