@@ -18,32 +18,26 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from mailbridge import journal
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.intake.form import read_form
 from mailbridge.intake.prepare import Prepared
 from mailbridge.outbox.render import Renderer
-from mailbridge.policy.deadline import ack_deadline
-from mailbridge.outbox.context import ticket_context
-from mailbridge.outbox.queue import queue_mail, render_mail
-from mailbridge.workflow.actions import Casework
-from mailbridge.workflow.assign import AssignmentBook
+from mailbridge.workflow import replies
+from mailbridge.workflow.tickets import NewTicket, TicketBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
 from mailbridge.journal import EventKind
-from mailbridge.mail import Address, ParsedMail, RawMail
+from mailbridge.mail import ParsedMail, RawMail
 from mailbridge.ticket_ids import find_tag, format_ticket_id
 from mailbridge.models import (
     Attachment,
-    Event,
     IntakeLog,
     Message,
     Outbox,
@@ -56,7 +50,6 @@ from mailbridge.models import (
 from mailbridge.logs import get_logger
 from mailbridge.policy import bounces, loops, senders
 from mailbridge.policy.authenticity import sender_is_authentic
-from mailbridge.policy.commands import VALID_COMMANDS, read_commands
 
 _KIND_OF_ROLE = {senders.AGENT: "agent", senders.DIVISION: "division", senders.OUTSIDER: "outsider"}
 _FORGED_EVENT = {senders.AGENT: EventKind.MAIL_FORGED_AGENT, senders.DIVISION: EventKind.MAIL_FORGED_DIVISION}
@@ -70,7 +63,6 @@ T_PARTICIPANT = Participant.__table__
 T_RAW = RawMessage.__table__
 T_MESSAGE = Message.__table__
 T_ATTACHMENT = Attachment.__table__
-T_EVENT = Event.__table__
 T_INTAKE = IntakeLog.__table__
 T_QUARANTINE = Quarantine.__table__
 T_OUTBOX = Outbox.__table__
@@ -119,23 +111,17 @@ class MailStore:
         self.ctx = ctx
         self.prefix = ctx.settings.tickets.id_prefix
         self.form_senders = frozenset(s.lower() for s in ctx.settings.forms.senders)
-        self._events: list[dict] = []
-        self._participant_rows: list[dict] = []
         self._attachment_rows: list[dict] = []
         self._intake_rows: list[dict] = []
-        self.pending_assignments: list[tuple[int, str, str]] = []
         self.incomplete_forms: list[tuple] = []
-        self.participants: dict[int, set[str]] = defaultdict(set)  # added by this batch
         self.logged: dict[tuple[str, int, int], _Logged] = {}
         self.copies: dict[tuple[str, str], tuple[int, int | None, str]] = {}
         self.threads: dict[str, int] = {}
         self.tickets: set[int] = set()
         self.merged: dict[int, int] = {}
-        self.reporters: dict[str, tuple[int, str]] = {}
         self.raw_ids: dict[str, int] = {}
-        self._looked_up: set[str] = set()
-        self.assignments = AssignmentBook(self.conn, ctx.settings, ctx.renderer) if ctx.renderer else None
-        self._casework: Casework | None = None
+        # Opening tickets and acting on them is the workflow's; the store records mail.
+        self.book = TicketBook(self.conn, ctx.settings, ctx.now, ctx.renderer)
         self._prefetch(batch)
 
     # --- the batch's lookups, read once -------------------------------------
@@ -175,11 +161,10 @@ class MailStore:
                 if row.merged_into_id:
                     self.merged[row.id] = row.merged_into_id
         emails = sorted({m.sender.email for m in mails if m.sender})
-        self._looked_up = set(emails)  # an address looked up and not found is new: no second query
         for part in _chunks(emails):
-            for row in c.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.email, T_REPORTER.c.name)
-                                 .where(T_REPORTER.c.email.in_(part))):
-                self.reporters[row.email] = (row.id, row.name)
+            # an address looked up and not found is new: no second query
+            self.book.remember_reporters(part, c.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.email, T_REPORTER.c.name)
+                                                         .where(T_REPORTER.c.email.in_(part))))
         shas = sorted({m.raw_sha256 for m in mails})
         for part in _chunks(shas):
             for row in c.execute(sa.select(T_RAW.c.id, T_RAW.c.sha256).where(T_RAW.c.sha256.in_(part))):
@@ -255,16 +240,14 @@ class MailStore:
 
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
         self.attachments(parsed, message_pk, ticket_id)
-        if ticket_id is not None and role in senders.STAFF and self.casework is not None:
+        if ticket_id is not None and role in senders.STAFF and self.book.casework is not None:
             self._flush_attachments()  # the agent's files travel on with the relay or escalation
-            if role == senders.AGENT:
-                outcome_kind = self._agent_mail(parsed, ticket_id, message_pk)
-            else:
-                outcome_kind = self._division_mail(parsed, ticket_id, message_pk)
+            act = replies.act_on_agent_reply if role == senders.AGENT else replies.act_on_division_reply
+            outcome_kind = act(self.book, parsed, ticket_id, message_pk)
         if verdict.is_person and ticket_id is not None:
-            self._tell_about_rejected_files(parsed, ticket_id)
+            replies.tell_about_rejected_files(self.book, parsed, ticket_id)
         if report is not None and report.counts:
-            self._bounce(report)
+            replies.record_bounce(self.book, report)
         elif not verdict.is_person:
             self.event(ticket_id, EventKind.mail(verdict.kind), parsed.sender.email or "system",
                        {"reason": verdict.reason, "message": message_pk})
@@ -279,9 +262,9 @@ class MailStore:
         now = self.ctx.now
         ticket_id = self._insert(T_TICKET, subject=subject, status="new", category="Egyéb", area="Egyéb",
                                  channel="email", language=self.ctx.settings.tickets.default_language,
-                                 flags="needs_review", created_at=now, updated_at=now, ack_deadline=self.deadline(now))
+                                 flags="needs_review", created_at=now, updated_at=now, ack_deadline=self.book.deadline(now))
         self.tickets.add(ticket_id)
-        self.pending_assignments.append((ticket_id, "Egyéb", ""))
+        self.book.pending_assignments.append((ticket_id, "Egyéb", ""))
         message_pk = self._insert(
             T_MESSAGE, ticket_id=ticket_id, direction="in", kind="unparseable", internal=False,
             message_id=(_sniff_header(raw.raw, b"message-id") or "")[:998], sender="", sender_name="",
@@ -333,8 +316,8 @@ class MailStore:
         self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket.id).values(**changes))
         if effect == senders.RECORD_ONLY:
             self.event(ticket.id, EventKind.MAIL_OUTSIDER, by, {"via": match.via})
-            if self.casework is not None:
-                self.casework.tell_assignee(ticket.id, "outsider", (
+            if self.book.casework is not None:
+                self.book.casework.tell_assignee(ticket.id, "outsider", (
                     "Munkatárs nevében, de hitelesítés nélkül érkezett levél (nem változtatott rajta)." if forged
                     else "Nem résztvevő írt a bejelentéshez (nem változtatott rajta)."))
             return "outsider", ticket.id, role
@@ -363,49 +346,17 @@ class MailStore:
             for address in addresses:
                 if address.email not in own:
                     others.setdefault(address.email, role)
-        ticket_id = self.create_ticket(
+        ticket_id = self.book.open(NewTicket(
             subject=subject, channel=channel, reporter=reporter, category=category, area=area,
             language=prepared.language, others=others, linked=linked, by=parsed.sender.email or "system",
             text=text, flags=flags if reporter else (*flags, "no_sender"),
-        )
+        ))
+        self.tickets.add(ticket_id)
         if "incomplete" in flags:
             missing, unknown = self.incomplete_forms[-1]
             self.incomplete_forms[-1] = (ticket_id, missing, unknown)
             self.event(ticket_id, EventKind.FORM_INCOMPLETE, "system", {"missing": list(missing), "unknown": list(unknown)})
         return ticket_id
-
-    def create_ticket(self, *, subject: str, channel: str, reporter: Address | None, category: str, area: str,
-                      language: str, others: dict[str, str] | None = None, linked: int | None = None,
-                      by: str = "system", text: str = "", flags: tuple[str, ...] = ()) -> int:
-        """A new ticket, whatever the channel: reporter, participants, deadline, journal, and
-        (at the end of the batch) its agent."""
-        reporter_id = None
-        if reporter is not None and (reporter.email or reporter.name):
-            reporter_id = self.reporter_id(reporter)
-        now = self.ctx.now
-        ticket_id = self._insert(
-            T_TICKET,
-            subject=(subject or "(no subject)")[:500], status="new", category=category, area=area, channel=channel,
-            reporter_id=reporter_id, language=language, flags=",".join(flags), linked_ticket_id=linked,
-            created_at=now, updated_at=now, ack_deadline=self.deadline(now),
-        )
-        self.tickets.add(ticket_id)
-        people = {reporter.email: "reporter"} if reporter is not None and reporter.email else {}
-        for email, role in (others or {}).items():
-            people.setdefault(email, role)
-        for email, role in people.items():
-            self._participant_rows.append({"ticket_id": ticket_id, "email": email, "role": role})
-            self.participants[ticket_id].add(email)
-        detail = {"channel": channel, "category": category, "area": area}
-        if linked is not None:
-            detail["follows"] = format_ticket_id(linked, self.prefix)
-        self.event(ticket_id, EventKind.TICKET_CREATED, by, detail)
-        self.pending_assignments.append((ticket_id, area, text[:4000]))
-        return ticket_id
-
-    def deadline(self, recorded_at: datetime) -> datetime:
-        p = self.ctx.settings.policy
-        return ack_deadline(recorded_at, p.ack_business_days, p.timezone, p.country).astimezone(timezone.utc)
 
     def _participants_of(self, ticket_id: int, reporter_id: int | None) -> senders.Participants:
         reporter = ""
@@ -414,27 +365,10 @@ class MailStore:
         stored = self.conn.execute(sa.select(T_PARTICIPANT.c.email).where(T_PARTICIPANT.c.ticket_id == ticket_id)).scalars()
         return senders.Participants(
             reporter=reporter,
-            others=frozenset(stored) | self.participants.get(ticket_id, set()),
+            others=frozenset(stored) | self.book.participants.get(ticket_id, set()),
             agents=self.ctx.settings.agent_addresses,
             divisions=self.ctx.settings.division_addresses,
         )
-
-    def reporter_id(self, sender: Address) -> int:
-        if not sender.email:  # a caller known only by name (phone, post): a reporter of their own
-            return self._insert(T_REPORTER, email=None, name=sender.name[:200], created_at=self.ctx.now)
-        known = self.reporters.get(sender.email)
-        if known is None and sender.email not in self._looked_up:
-            found = self.conn.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.name)
-                                      .where(T_REPORTER.c.email == sender.email)).first()
-            known = (found.id, found.name) if found else None
-        if known is None:
-            known = (self._insert(T_REPORTER, email=sender.email, name=sender.name[:200], created_at=self.ctx.now),
-                     sender.name)
-        elif sender.name and not known[1]:
-            self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.id == known[0]).values(name=sender.name[:200]))
-            known = (known[0], sender.name)
-        self.reporters[sender.email] = known
-        return known[0]
 
     def message_kind(self, parsed: ParsedMail) -> str:
         if parsed.sender.email in self.ctx.settings.agent_addresses:
@@ -482,115 +416,10 @@ class MailStore:
             log.info("mail.bounce_ignored", reason=verdict.reason, ticket=verdict.ticket_id)
         return verdict
 
-    def _bounce(self, report: bounces.BounceVerdict) -> None:
-        """A report about a message we sent to whom it names, failed for good: no more
-        automatic mail goes to them."""
-        failed = ", ".join(report.undeliverable)
-        rows = [m.outbox_id for m in report.bounced]
-        self.conn.execute(sa.update(T_OUTBOX).where(T_OUTBOX.c.id.in_(rows)).values(
-            status="bounced", last_error=("delivery report: " + failed)[:500]))
-        self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.email.in_(report.undeliverable))
-                          .values(undeliverable=True))
-        ticket_id = report.ticket_id
-        detail = {"recipients": list(report.undeliverable), "about": [m.message_id for m in report.bounced],
-                  "outbox": rows}
-        self.event(ticket_id, EventKind.OUTBOX_BOUNCED if ticket_id else EventKind.MAIL_BOUNCE, "system", detail)
-        if ticket_id is not None and self.casework is not None:
-            self.casework.tell_assignee(ticket_id, "bounced", "Kézbesíthetetlen: " + failed[:300])
-
-    def _agent_mail(self, parsed: ParsedMail, ticket_id: int, message_pk: int) -> str:
-        """An authenticated agent's reply: commands first, then relay the text to the customer."""
-        settings, casework = self.ctx.settings, self.casework
-        assert casework is not None
-        agent = parsed.sender.email
-        reply = read_commands(parsed.new_text, {a.email: a.name for a in settings.agents},
-                              {d.email: d.name for d in settings.divisions})
-        if not reply.ok:
-            # Nothing changes and nothing reaches the customer; the agent learns why.
-            self._mark_internal(message_pk)
-            context = ticket_context(self.conn, settings, ticket_id)
-            context.update(errors=[{"line": p.text, "reason": p.reason} for p in reply.problems],
-                           commands=list(VALID_COMMANDS))
-            mail = render_mail(self.ctx.renderer, "command_failed", settings.tickets.default_language, context,
-                               (agent,), ticket_id, in_reply_to=parsed.message_id)
-            queue_mail(self.conn, settings, mail, self.ctx.now)
-            self.event(ticket_id, EventKind.COMMAND_FAILED, agent, {"problems": [p.reason for p in reply.problems]})
-            return "agent_command_failed"
-        for command in reply.commands:
-            if command.name == "status":
-                casework.set_status(ticket_id, command.value, agent)
-            elif command.name in ("category", "area"):
-                casework.set_field(ticket_id, command.name, command.value, agent)
-            elif command.name == "assign":
-                casework.assign(ticket_id, command.value, agent)
-        names = {c.name for c in reply.commands}
-        files = tuple({"sha256": p.sha256, "filename": p.filename, "content_type": p.content_type}
-                      for p in parsed.attachments if not p.rejected)
-        if "note" in names:
-            self._mark_internal(message_pk)
-            self.event(ticket_id, EventKind.NOTE_ADDED, agent, {})
-            return "agent_note"
-        if "escalate" in names:
-            self._mark_internal(message_pk)
-            division = next(c.value for c in reply.commands if c.name == "escalate")
-            casework.escalate(ticket_id, division, reply.text, agent)
-            return "agent_escalated"
-        if "resolve" in names:
-            casework.resolve(ticket_id, reply.text, agent)
-            return "agent_resolved"
-        if reply.text.strip():
-            casework.relay(ticket_id, agent, reply.text, files)
-            status = self.conn.execute(sa.select(T_TICKET.c.status).where(T_TICKET.c.id == ticket_id)).scalar()
-            if status in ("new", "acknowledged") and "status" not in names:
-                casework.set_status(ticket_id, "in_progress", agent)  # P10.3: the agent has contacted the reporter
-            return "agent_reply"
-        self._mark_internal(message_pk)
-        return "agent_commands"
-
-    def _division_mail(self, parsed: ParsedMail, ticket_id: int, message_pk: int) -> str:
-        """P11: the division's answer is an internal note for the assignee, never relayed."""
-        assert self.casework is not None
-        self._mark_internal(message_pk)
-        self.event(ticket_id, EventKind.DIVISION_REPLIED, parsed.sender.email, {})
-        status = self.conn.execute(sa.select(T_TICKET.c.status).where(T_TICKET.c.id == ticket_id)).scalar()
-        if status == "escalated":
-            self.casework.set_status(ticket_id, "in_progress", parsed.sender.email)
-        self.casework.tell_assignee(ticket_id, "division_replied", f"Válasz érkezett: {parsed.sender.email}")
-        return "division_note"
-
-    def _mark_internal(self, message_pk: int) -> None:
-        self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(internal=True))
-
     def _flush_attachments(self) -> None:
         if self._attachment_rows:
             self.conn.execute(_insert_statement(T_ATTACHMENT), self._attachment_rows)
             self._attachment_rows.clear()
-
-    @property
-    def casework(self) -> Casework | None:
-        if self.ctx.renderer is None:
-            return None
-        if self._casework is None:
-            self._casework = Casework(self.conn, self.ctx.settings, self.ctx.renderer, self.ctx.now)
-        return self._casework
-
-    def _tell_about_rejected_files(self, parsed: ParsedMail, ticket_id: int) -> None:
-        """The sender learns what was kept and how to send the rest (not silently dropped)."""
-        rejected = [p for p in parsed.attachments if p.rejected]
-        if not rejected or self.casework is None or not parsed.sender:
-            return
-        if parsed.sender.email in self.ctx.settings.agent_addresses:
-            return
-        context = ticket_context(self.conn, self.ctx.settings, ticket_id)
-        context.update(
-            rejected=[{"filename": p.filename, "size": p.size} for p in rejected],
-            kept=[{"filename": p.filename, "size": p.size} for p in parsed.attachments if not p.rejected],
-            limit_bytes=self.ctx.settings.storage.max_attachment_bytes,
-        )
-        language = context["ticket"]["language"]
-        mail = render_mail(self.ctx.renderer, "attachment_rejected", language, context, (parsed.sender.email,),
-                           ticket_id, in_reply_to=parsed.message_id)
-        queue_mail(self.conn, self.ctx.settings, mail, self.ctx.now)
 
     def _keep_raw(self, compressed: bytes, size: int, digest: str) -> int:
         if digest not in self.raw_ids:
@@ -610,7 +439,7 @@ class MailStore:
         self.logged[(raw.folder, raw.uidvalidity, raw.uid)] = _Logged(logged.id if logged else 0, state)
 
     def event(self, ticket_id: int | None, kind: EventKind, by: str, detail: dict) -> None:
-        self._events.append(journal.entry(ticket_id, kind, by, self.ctx.now, detail))
+        self.book.event(ticket_id, kind, by, detail)
 
     def _insert(self, table: sa.Table, **values) -> int:
         # Parameters, not .values(): a statement built per row costs 4x in compilation.
@@ -619,18 +448,15 @@ class MailStore:
     def finish(self) -> None:
         """Writes the rows nothing in the batch refers to, one statement per table,
         then hands the batch's new tickets to agents (their mails need the messages)."""
-        for table, rows in ((T_PARTICIPANT, self._participant_rows), (T_ATTACHMENT, self._attachment_rows),
-                            (T_EVENT, self._events), (T_INTAKE, self._intake_rows)):
+        for table, rows in ((T_ATTACHMENT, self._attachment_rows), (T_INTAKE, self._intake_rows)):
             if rows:
                 self.conn.execute(_insert_statement(table), rows)
                 rows.clear()
-        if self.assignments is not None:
-            self.assignments.assign_many(self.pending_assignments, self.ctx.now)
-        self.pending_assignments.clear()
-        if self.casework is not None:
+        self.book.finish()
+        if self.book.casework is not None:
             for ticket_id, missing, unknown in self.incomplete_forms:
                 # The assignee learns which fields the form left out (issue: incomplete submissions).
-                self.casework.tell_assignee(ticket_id, "form_incomplete",
+                self.book.casework.tell_assignee(ticket_id, "form_incomplete",
                                             "Hiányos űrlap: " + ", ".join([*missing, *unknown]))
         self.incomplete_forms.clear()
 
@@ -696,7 +522,7 @@ def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared |
         kind=store.message_kind(parsed), reason="", **message_fields(parsed)))
     store.attachments(parsed, entry.message_pk, ticket_id)
     if ticket_id is not None:
-        reporter_id = store.reporter_id(parsed.sender) if parsed.sender else None
+        reporter_id = store.book.reporter_id(parsed.sender) if parsed.sender else None
         flags = store.conn.execute(sa.select(T_TICKET.c.flags).where(T_TICKET.c.id == ticket_id)).scalar() or ""
         store.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id).values(
             subject=(parsed.subject or "(no subject)")[:500], reporter_id=reporter_id, category=found.category,
@@ -706,7 +532,7 @@ def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared |
             known = store.conn.execute(sa.select(T_PARTICIPANT.c.id).where(
                 T_PARTICIPANT.c.ticket_id == ticket_id, T_PARTICIPANT.c.email == parsed.sender.email)).first()
             if known is None:
-                store._participant_rows.append({"ticket_id": ticket_id, "email": parsed.sender.email, "role": "reporter"})
+                store.book.add_participant(ticket_id, parsed.sender.email, "reporter")
     entry.status = "retried"
     session.add(entry)
     store.event(ticket_id, EventKind.QUARANTINE_RETRIED, "system", {"quarantine": entry.id})
