@@ -37,10 +37,6 @@ class UnparseableMail(MailbridgeError):
     """A message no sensible ticket can be read from; it is quarantined."""
 
 
-class CommandError(MailbridgeError):
-    """An agent's mail command is unknown or malformed; the agent is told why."""
-
-
 def error_fields(exc: BaseException) -> dict[str, str]:
     """What a log line may say about `exc`: the message of our own errors (written to be
     logged), only the type and the raising line of anything else (a library's message may

@@ -58,10 +58,6 @@ class Ticket(SQLModel, table=True):
     def flag_list(self) -> list[str]:
         return [f for f in self.flags.split(",") if f]
 
-    def add_flag(self, flag: str) -> None:
-        if flag not in self.flag_list:
-            self.flags = ",".join([*self.flag_list, flag])
-
 
 class Participant(SQLModel, table=True):
     """Who may change a ticket by mail: reporter and the first mail's To/Cc."""

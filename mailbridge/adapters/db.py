@@ -12,7 +12,7 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
@@ -98,6 +97,16 @@ def make_engine(url: str) -> sa.Engine:
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise ConfigError(f"database.url: no driver for {parsed.drivername!r}: {exc}") from None
+
+
+# SQLite allows 32766 bound parameters in a statement; an IN list stays far below.
+IN_CHUNK = 500
+
+
+def in_chunks(values: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
+    """`values` in slices small enough for one `IN (…)` on any database."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def coordinated(engine: sa.Engine) -> bool:
@@ -283,11 +292,6 @@ class Database:
             raise StorageError(f"database {self.where}: {_one_line(exc)}") from exc
         # Every command asks: a constant, not alembic reading each migration file (tens of ms).
         return current != SCHEMA_HEAD
-
-    def newest_migration(self) -> str:
-        """What alembic's scripts say is the head (SCHEMA_HEAD must be the same; a test compares)."""
-        with self.engine.connect() as connection:
-            return ScriptDirectory.from_config(self._alembic(connection)).get_current_head() or ""
 
     def leave_no_copy(self, vacuum: bool = False) -> None:
         """After deleting personal data (SQLite): empty the WAL, and with `vacuum` rewrite the

@@ -29,14 +29,14 @@ is rolled back, so what it lists is exactly what a real run would do.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
 from mailbridge import journal
-from mailbridge.adapters.db import Database
+from mailbridge.adapters.db import Database, in_chunks
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.ticket_ids import format_ticket_id
@@ -81,7 +81,6 @@ _CLEAN_DETAILS = frozenset({
     PURGED_EVENT,
 })
 
-_CHUNK = 500  # SQLite allows 32766 bound parameters; stay far below
 
 log = get_logger("mailbridge.retention")
 
@@ -206,7 +205,7 @@ def _closed_tickets(conn: sa.Connection, settings: Settings, now: datetime) -> t
         ).order_by(T_TICKET.c.id).with_for_update(of=T_TICKET, skip_locked=True)  # another host purges the rest
     ).scalars())
     waiting: set[int] = set()
-    for part in _chunks(old):
+    for part in in_chunks(old):
         waiting.update(conn.execute(sa.select(T_OUTBOX.c.ticket_id).where(
             T_OUTBOX.c.ticket_id.in_(part), T_OUTBOX.c.status == "queued")).scalars())
         waiting.update(conn.execute(sa.select(T_QUARANTINE.c.ticket_id).where(
@@ -225,7 +224,7 @@ def _purge_ticket(conn: sa.Connection, ticket_id: int, now: datetime, days: int,
     raw_ids = {m.raw_id for m in messages if m.raw_id is not None}
 
     of_ticket = [T_ATTACHMENT.c.ticket_id == ticket_id]
-    for part in _chunks(message_ids):
+    for part in in_chunks(message_ids):
         of_ticket.append(T_ATTACHMENT.c.message_pk.in_(part))
     files = set(conn.execute(sa.select(T_ATTACHMENT.c.sha256).where(sa.or_(*of_ticket))).scalars())
     conn.execute(sa.delete(T_ATTACHMENT).where(sa.or_(*of_ticket)))
@@ -276,7 +275,7 @@ def _unlink_old_raw(conn: sa.Connection, before: datetime) -> set[int]:
     )
     old = list(conn.execute(sa.select(T_RAW.c.id).where(T_RAW.c.created_at < before, T_RAW.c.id.not_in(waiting)))
                .scalars())
-    for part in _chunks(old):
+    for part in in_chunks(old):
         conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.raw_id.in_(part)).values(raw_id=None))
     return set(old)
 
@@ -285,17 +284,9 @@ def _delete_unreferenced_raw(conn: sa.Connection, candidates: Iterable[int]) -> 
     """Deletes those of `candidates` no message refers to any more; returns how many."""
     candidates = sorted(candidates)
     deleted = 0
-    for part in _chunks(candidates):
+    for part in in_chunks(candidates):
         used = set(conn.execute(sa.select(T_MESSAGE.c.raw_id).where(T_MESSAGE.c.raw_id.in_(part))).scalars())
         gone = [r for r in part if r not in used]
         if gone:
             deleted += conn.execute(sa.delete(T_RAW).where(T_RAW.c.id.in_(gone))).rowcount
     return deleted
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
