@@ -18,6 +18,7 @@ import pytest
 
 from corpus.make_corpus import LVL_ATTACHMENT, LVL_MESSAGE, _tnef_attr, make_pdf
 from factory import simple_mail
+from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.intake.parse import new_text_of, parse_mail, sanitize_filename
 from mailbridge.intake.pipeline import ParseWorkers
@@ -213,11 +214,13 @@ def _message_id(raw: bytes) -> str:
     return next(line.split(b":", 1)[1].strip().decode() for line in raw.splitlines() if line.startswith(b"Message-ID:"))
 
 
-def test_a_worker_that_hangs_or_dies_is_replaced_and_the_others_go_on():
+def test_a_worker_that_hangs_or_dies_is_replaced_and_the_others_go_on(tmp_path):
     options = PrepareOptions.from_settings(Settings())
     mails = [simple_mail(1, body="POISON"), simple_mail(2), simple_mail(3, body="CRASH"), simple_mail(4)]
+    files = AttachmentStore(tmp_path)
+    files.ensure()
     started = time.monotonic()
-    with ParseWorkers(options, workers=1, seconds=2, prepare=_hang_on_poison) as pool:
+    with ParseWorkers(options, files, workers=1, seconds=2, prepare=_hang_on_poison) as pool:
         results = [future.result(timeout=120) for future in [pool.submit(raw) for raw in mails]]
     assert results[0] == "parse took longer than 2 s"
     assert results[2] == "the parser process died on this mail (exit code 3)"

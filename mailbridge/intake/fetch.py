@@ -36,19 +36,44 @@ def plan_batches(sizes: dict[int, int], batch_size: int, max_bytes: int = MAX_BA
     return batches
 
 
-def fetch_new(
-    imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int, max_bytes: int
-) -> Iterator[tuple[list[int], list[RawMail], dict[int, int]]]:
-    """Yields (asked UIDs, mails the server returned whole, {UID: size} of those
-    over `max_bytes`, not fetched) batch by batch.
+def fetch_new(imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int,
+              max_bytes: int) -> "NewMail":
+    """The new mail batch by batch, each as (asked UIDs, mails the server returned
+    whole, {UID: size} of those over `max_bytes`, not fetched).
 
     A UID asked for but not returned whole (no body, or not the size the
     server itself announced) is in the first list only: the caller records
     it for a retry and leaves the server copy where it is.
     """
-    announced = imap.sizes(uids)
-    # A UID without a size answer still gets asked for its body.
-    for batch in plan_batches({uid: min(announced.get(uid, 0), max_bytes) for uid in uids}, batch_size):
+    return NewMail(imap, folder, uidvalidity, uids, batch_size, max_bytes)
+
+
+class NewMail(Iterator[tuple[list[int], list[RawMail], dict[int, int]]]):
+    """Each `next()` fetches one batch; `upcoming_bytes` tells what the next one
+    weighs before it is fetched, so the caller can wait until it has room (memory)."""
+
+    def __init__(self, imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int,
+                 max_bytes: int):
+        self.imap, self.folder, self.uidvalidity, self.max_bytes = imap, folder, uidvalidity, max_bytes
+        self.announced = imap.sizes(uids)
+        # A UID without a size answer still gets asked for its body.
+        self.batches = plan_batches({uid: min(self.announced.get(uid, 0), max_bytes) for uid in uids}, batch_size)
+
+    @property
+    def upcoming_bytes(self) -> int | None:
+        """What the server announced for the next batch's mails that will be fetched; None: no more batches."""
+        if not self.batches:
+            return None
+        return sum(size for uid in self.batches[0] if (size := self.announced.get(uid, 0)) <= self.max_bytes)
+
+    def __next__(self) -> tuple[list[int], list[RawMail], dict[int, int]]:
+        if not self.batches:
+            raise StopIteration
+        return self._fetch(self.batches.pop(0))
+
+    def _fetch(self, batch: list[int]) -> tuple[list[int], list[RawMail], dict[int, int]]:
+        imap, folder, uidvalidity, announced, max_bytes = (self.imap, self.folder, self.uidvalidity, self.announced,
+                                                            self.max_bytes)
         too_large = {uid: announced[uid] for uid in batch if announced.get(uid, 0) > max_bytes}
         big = [uid for uid in batch if CHUNKED_ABOVE < announced.get(uid, 0) <= max_bytes]
         small = [uid for uid in batch if uid not in too_large and uid not in big]
@@ -66,7 +91,7 @@ def fetch_new(
                 log.warning("mail.fetch_garbled", folder=folder, uid=uid, announced=announced[uid], received=len(body))
                 continue
             mails.append(RawMail(folder, uidvalidity, uid, body))
-        yield [uid for uid in batch if uid not in too_large], mails, too_large
+        return [uid for uid in batch if uid not in too_large], mails, too_large
 
 
 def _bodies(imap: ImapConnection, folder: str, batch: list[int]) -> dict[int, bytes]:
@@ -88,7 +113,7 @@ def _bodies(imap: ImapConnection, folder: str, batch: list[int]) -> dict[int, by
     return found
 
 
-def _big_body(imap: ImapConnection, folder: str, uid: int, size: int) -> bytes | None:
+def _big_body(imap: ImapConnection, folder: str, uid: int, size: int) -> bytes | bytearray | None:
     try:
         return imap.body_in_parts(uid, size)
     except ImapError as exc:

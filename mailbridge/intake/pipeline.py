@@ -6,6 +6,10 @@ a worker that dies (a parser crash, the kernel's OOM killer) costs only the
 mail in hand. So no mail can hold a poll, whatever a parser does with it, and
 the other workers go on meanwhile. Parsing also runs beside the fetch, so both
 cores work.
+
+A worker writes what it read (each attachment, the compressed raw copy) to the
+attachment store's staging folder and sends back only the rest: the poller
+never holds a big mail's files, and the store takes them from there.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 
 from mailbridge import metrics
-from mailbridge.intake.prepare import Prepared, PrepareOptions, prepare_mail
+from mailbridge.adapters.files import AttachmentStore
+from mailbridge.errors import StorageError
+from mailbridge.intake.prepare import Prepared, PrepareOptions, Staged, prepare_mail, raw_copy
 from mailbridge.logs import get_logger
 
 log = get_logger("mailbridge.intake")
@@ -32,17 +38,20 @@ START_TIMEOUT = 120
 
 
 class ParseWorkers:
-    """Up to `workers` processes; `submit` hands one mail to the next free one."""
+    """Up to `workers` processes; `submit` hands one mail to the next free one.
+    What they read is staged in `files` (see above)."""
 
-    def __init__(self, options: PrepareOptions, workers: int, seconds: float, prepare: Prepare = prepare_mail):
+    def __init__(self, options: PrepareOptions, files: AttachmentStore, workers: int, seconds: float,
+                 prepare: Prepare = prepare_mail):
         self._jobs: queue.SimpleQueue[tuple[bytes, Future] | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._feed, args=(_Worker(options, seconds, prepare),),
+        self._threads = [threading.Thread(target=self._feed, args=(_Worker(options, files, seconds, prepare),),
                                           name=f"parse-worker-{i}", daemon=True) for i in range(max(1, workers))]
         for thread in self._threads:
             thread.start()
 
     def submit(self, raw: bytes) -> Future:
-        """A future of the Prepared mail, or of the reason it cannot be read."""
+        """A future of the Prepared mail (its files staged), or of the reason it cannot be read;
+        a StorageError when its files cannot be staged."""
         future: Future = Future()
         self._jobs.put((raw, future))
         return future
@@ -67,7 +76,7 @@ class ParseWorkers:
                     continue
                 try:
                     future.set_result(worker.prepare(raw))
-                except BaseException as exc:  # the waiting poll raises it: a worker that cannot start
+                except BaseException as exc:  # the waiting poll raises it: a worker that cannot start, a full disk
                     future.set_exception(exc)
                 job = raw = None  # type: ignore[assignment]  # not held while waiting for the next: memory
         finally:
@@ -77,8 +86,8 @@ class ParseWorkers:
 class _Worker:
     """One worker process, started when first needed and again after it was killed."""
 
-    def __init__(self, options: PrepareOptions, seconds: float, prepare: Prepare):
-        self.options, self.seconds, self.prepare_one = options, seconds, prepare
+    def __init__(self, options: PrepareOptions, files: AttachmentStore, seconds: float, prepare: Prepare):
+        self.options, self.files, self.seconds, self.prepare_one = options, files, seconds, prepare
         self.process: multiprocessing.process.BaseProcess | None = None
         self.connection: Connection | None = None
 
@@ -94,12 +103,15 @@ class _Worker:
             self._replace("timeout")
             return f"parse took longer than {self.seconds:g} s"
         try:
-            return _receive(connection)
+            result = connection.recv()
         except (EOFError, OSError):
             self.process.join(5)
             code = self.process.exitcode
             self._replace("died", exit_code=code)
             return f"the parser process died on this mail (exit code {code})"
+        if isinstance(result, StorageError):
+            raise result
+        return result
 
     def _ready(self) -> Connection:
         if self.connection is not None:
@@ -108,7 +120,8 @@ class _Worker:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["mailbridge.intake.prepare"])
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, self.options, self.prepare_one, os.getpid()),
+        process = context.Process(target=_serve, args=(theirs, self.options, self.files, self.prepare_one,
+                                                       os.getpid()),
                                   name="mailbridge-parse", daemon=True)
         process.start()
         theirs.close()
@@ -137,34 +150,23 @@ class _Worker:
         self.process = self.connection = None
 
 
-# Attachments and the compressed raw copy travel beside the pickle, each as it is:
-# pickling them would hold a second copy of each at both ends (a 50 MB mail, 100 MB).
+def _stage(result: Prepared, raw: bytes, files: AttachmentStore) -> Prepared:
+    """The result with its raw copy and attachments written to the staging folder, not carried."""
+    mail, staged = result.mail, []
+    try:
+        staged.append(files.stage(raw_copy(raw)))
+        staged += ["" if part.rejected else files.stage([part.data]) for part in mail.attachments]
+    except BaseException:
+        files.discard(staged)
+        raise
+    attachments = tuple(replace(part, data=b"") for part in mail.attachments)
+    return replace(result, mail=replace(mail, attachments=attachments), staged=Staged(staged[0], tuple(staged[1:])))
 
 
-def _send(connection: Connection, result: Prepared | str) -> None:
-    blobs: list[bytes] = []
-    if isinstance(result, Prepared):
-        mail = result.mail
-        blobs = [result.compressed_raw, *(part.data for part in mail.attachments)]
-        result = replace(result, compressed_raw=b"", mail=replace(
-            mail, attachments=tuple(replace(part, data=b"") for part in mail.attachments)))
-    connection.send(result)
-    for blob in blobs:
-        connection.send_bytes(blob)
-
-
-def _receive(connection: Connection) -> Prepared | str:
-    result = connection.recv()
-    if not isinstance(result, Prepared):
-        return result
-    compressed_raw = connection.recv_bytes()
-    mail = result.mail
-    parts = tuple(replace(part, data=connection.recv_bytes()) for part in mail.attachments)
-    return replace(result, compressed_raw=compressed_raw, mail=replace(mail, attachments=parts))
-
-
-def _serve(connection: Connection, options: PrepareOptions, prepare: Prepare, parent: int) -> None:
-    """The worker: mail in, Prepared (or a reason) out, until the pipe closes."""
+def _serve(connection: Connection, options: PrepareOptions, files: AttachmentStore, prepare: Prepare,
+           parent: int) -> None:
+    """The worker: mail in, Prepared (or a reason, or the StorageError that kept
+    it from staging its files) out, until the pipe closes."""
     _follow_parent(parent)
     connection.send("ready")
     while True:
@@ -173,8 +175,14 @@ def _serve(connection: Connection, options: PrepareOptions, prepare: Prepare, pa
         except EOFError:
             return
         result = prepare(raw, options)
+        if isinstance(result, Prepared):
+            try:
+                result = _stage(result, raw, files)
+            except StorageError as exc:
+                result = exc
         del raw  # before the result goes out: one copy less at the peak
-        _send(connection, result)
+        connection.send(result)
+        del result
 
 
 def _follow_parent(pid: int) -> None:

@@ -1,11 +1,12 @@
-"""The pure part of intake for one mail: parse -> screen -> classify, plus the
-compressed raw copy. No I/O and no clock, so it runs in worker processes and
-the main process is left with the database work.
+"""The pure part of intake for one mail: parse -> screen -> classify, and the
+form its raw copy is kept in. No I/O and no clock, so it runs in worker
+processes and the main process is left with the database work.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from mailbridge.config import Settings
@@ -42,13 +43,25 @@ class PrepareOptions:
 
 
 @dataclass(frozen=True)
+class Staged:
+    """What a parse worker wrote to the attachment store's staging folder instead of
+    sending it back (memory: the poller never holds a big mail's files or raw copy)."""
+
+    raw_copy: str  # the raw message as it is kept (see `raw_copy`)
+    attachments: tuple[str, ...]  # each attachment's file, in the mail's order; "" for a rejected one
+
+    def paths(self) -> list[str]:
+        return [self.raw_copy, *self.attachments]
+
+
+@dataclass(frozen=True)
 class Prepared:
     mail: ParsedMail
     verdict: loops.Verdict
     classification: Classification
     language: str
-    compressed_raw: bytes
     rules: RuleVerdict | None = None  # what ops' mail rules and the spam check say
+    staged: Staged | None = None  # None: the attachments' bytes are in `mail`, the raw copy is not made yet
 
 
 def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
@@ -75,6 +88,19 @@ def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
         verdict=loops.screen(mail, options.own_addresses),
         classification=found,
         language=guess_language(mail.subject + "\n" + mail.text[:1000], options.default_language),
-        compressed_raw=zlib.compress(raw, 6),
         rules=verdict,
     )
+
+
+RAW_COPY_PIECE = 1024 * 1024
+
+
+def raw_copy(raw: bytes) -> Iterator[bytes]:
+    """The raw message as it is kept, zlib at level 6 (`zlib.decompress` reads it back),
+    made a piece at a time: never a second whole copy in memory."""
+    compressor = zlib.compressobj(6)
+    view = memoryview(raw)
+    for start in range(0, len(view), RAW_COPY_PIECE):
+        if piece := compressor.compress(view[start : start + RAW_COPY_PIECE]):
+            yield piece
+    yield compressor.flush()

@@ -7,18 +7,23 @@ A crash before the commit re-fetches the UIDs; a crash after it finds them
 in the log and only finishes the move. Parsing runs in worker processes
 (`pipeline.py`) while the next batch is fetched, each mail within its time
 budget; a mail over `max_message_bytes` is not fetched at all.
+
+Memory: what this process holds of a mail is its fetched bytes, from the fetch
+until a worker has read it (the worker stages its files and raw copy, see
+`pipeline.py`); the next batch is fetched only when it fits beside those.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlmodel import col, func, select, update
 
@@ -27,7 +32,7 @@ from mailbridge.adapters.files import AttachmentStore
 from mailbridge.adapters.imap import ImapConnection
 from mailbridge.config import MailboxSettings, Settings
 from mailbridge.errors import StorageError
-from mailbridge.intake.fetch import fetch_new
+from mailbridge.intake.fetch import NewMail, fetch_new
 from mailbridge.intake.pipeline import ParseWorkers
 from mailbridge.intake.prepare import Prepared, PrepareOptions
 from mailbridge.intake.store import (
@@ -75,7 +80,11 @@ class PollReport:
 
 
 PIPELINE_BATCHES = 3
+# Fetched bytes no worker has read yet, at most (a bigger mail is fetched alone).
 PIPELINE_BYTES = 64 * 1024 * 1024
+# Staged files older than this are a killed poller's leftovers: no mail is in
+# hand that long (parse_timeout is at most 10 minutes).
+STAGED_FILES_LIVE = 3600
 
 
 class Intake:
@@ -102,6 +111,8 @@ class Intake:
         mover = mover or imap
         report = PollReport()
         self.files.ensure()
+        if swept := self.files.sweep_staging(STAGED_FILES_LIVE):
+            log.info("intake.staged_files_swept", count=swept)
         state = imap.select(s.folder)
         if mover is not imap:
             mover.select(s.folder)
@@ -120,32 +131,38 @@ class Intake:
         # One connection cannot fetch and move at once: then fetch in turn.
         fetcher: Executor = ThreadPoolExecutor(max_workers=1) if mover is not imap else _Inline()
         workers = min(os.cpu_count() or 1, 4, len(uids))
-        with ParseWorkers(options, workers, s.parse_timeout) as pool, fetcher:
-            batches = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size, s.max_message_bytes)
-            ahead: Future | None = _prefetch(fetcher, batches)
-            # Batches fetched and handed to the workers, oldest first: a few ahead
-            # of the store, so the workers never wait on it (bounded in bytes).
-            pending: deque[tuple[list[int], list[RawMail], list[Future]]] = deque()
-            while True:
-                while ahead is not None and (len(pending) < PIPELINE_BATCHES and
-                                             sum(len(r.raw) for p in pending for r in p[1]) < PIPELINE_BYTES):
-                    started = time.perf_counter()
-                    fetched = ahead.result()
-                    report.waited_fetch += time.perf_counter() - started
-                    if fetched is None:
+        batches = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size, s.max_message_bytes)
+        # Batches fetched and handed to the workers, oldest first: a few ahead
+        # of the store, so the workers never wait on it (bounded in bytes).
+        pending: deque[tuple[list[int], list[RawMail], list[Future]]] = deque()
+        try:
+            with ParseWorkers(options, self.files, workers, s.parse_timeout) as pool, fetcher:
+                ahead: Future | None = None
+                while True:
+                    ahead = ahead or self._fetch_if_room(fetcher, batches, pending)
+                    while ahead is not None and len(pending) < PIPELINE_BATCHES:
+                        started = time.perf_counter()
+                        fetched = ahead.result()
+                        report.waited_fetch += time.perf_counter() - started
                         ahead = None
+                        if fetched is None:
+                            break
+                        asked, raws, too_large = fetched
+                        raws += [RawMail(s.folder, state.uidvalidity, uid, b"") for uid in too_large]
+                        report.fetched += len(raws)
+                        pending.append((asked, raws, [self._prepare(pool, raws, i, too_large.get(raw.uid))
+                                                      for i, raw in enumerate(raws)]))
+                        ahead = self._fetch_if_room(fetcher, batches, pending)
+                    if not pending:
                         break
-                    ahead = _prefetch(fetcher, batches)
-                    asked, raws, too_large = fetched
-                    raws += [RawMail(s.folder, state.uidvalidity, uid, b"") for uid in too_large]
-                    report.fetched += len(raws)
-                    pending.append((asked, raws, [self._prepare(pool, raw, too_large.get(raw.uid)) for raw in raws]))
-                if not pending:
-                    break
-                self._store_and_move(mover, state.uidvalidity, *pending.popleft(), report)
-                self.on_batch()
-                if self.stopping:
-                    break  # what was fetched but not stored stays on the server for the next poll
+                    self._store_and_move(mover, state.uidvalidity, *pending.popleft(), report)
+                    self.on_batch()
+                    if self.stopping:
+                        break  # what was fetched but not stored stays on the server for the next poll
+        finally:
+            # Read but not stored (stopping, or a fault): their staged files go; the server copies stay.
+            for _, _, futures in pending:
+                self._discard_staged(futures)
         log.info("intake.polled", folder=s.folder, fetched=report.fetched, moved=report.moved, **report.outcomes,
                  **report.timings())
         for outcome, count in report.outcomes.items():
@@ -155,18 +172,45 @@ class Intake:
 
     # --- steps ---------------------------------------------------------------
 
-    def _prepare(self, pool: ParseWorkers, mail: RawMail, announced: int | None) -> Future:
+    @staticmethod
+    def _fetch_if_room(fetcher: Executor, batches: NewMail,
+                       pending: deque[tuple[list[int], list[RawMail], list[Future]]]) -> Future | None:
+        """The next batch's fetch, started if it fits beside the fetched mails no worker has read yet."""
+        upcoming = batches.upcoming_bytes
+        if upcoming is None:
+            return None
+        unread = sum(len(raw.raw) for _, raws, _ in pending for raw in raws)
+        if unread and unread + upcoming > PIPELINE_BYTES:
+            return None
+        return fetcher.submit(next, batches, None)
+
+    def _prepare(self, pool: ParseWorkers, raws: list[RawMail], index: int, announced: int | None) -> Future:
         """A future of the prepared mail or of why it cannot be read."""
-        limit = self.box.max_message_bytes
+        mail, limit = raws[index], self.box.max_message_bytes
         if announced or len(mail.raw) > limit:
             # Not read (not even fetched, when the server told its size): the
             # server copy waits in the quarantine folder.
             future: Future = Future()
             future.set_result(f"larger than max_message_bytes ({limit} bytes): {announced or len(mail.raw)} bytes, not read")
             return future
+
+        def read(done: Future) -> None:
+            if not done.cancelled() and done.exception() is None and isinstance(done.result(), Prepared):
+                # Its raw copy is staged: the fetched bytes can go (restored from the copy if
+                # it must be quarantined). In place: the poll loop holds this list.
+                raws[index] = replace(raws[index], raw=b"")
+            self.on_batch()  # each mail read is a sign of life
+
         future = pool.submit(mail.raw)
-        future.add_done_callback(lambda _: self.on_batch())  # each mail read is a sign of life
+        future.add_done_callback(read)
         return future
+
+    def _discard_staged(self, futures: list[Future]) -> None:
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                result = future.result()
+                if isinstance(result, Prepared) and result.staged is not None:
+                    self.files.discard(result.staged.paths())
 
     def _high_water_mark(self, uidvalidity: int) -> tuple[int, list[int]]:
         s = self.box
@@ -211,15 +255,14 @@ class Intake:
     def _store_and_move(self, mover: ImapConnection, uidvalidity: int, asked: list[int], raws: list[RawMail],
                         futures: list[Future], report: PollReport) -> None:
         started = time.perf_counter()
-        results = [future.result() for future in futures]
-        report.waited_prepare += time.perf_counter() - started
-        # A prepared mail carries its raw copy compressed: the fetched bytes can go
-        # (memory: a 50 MB mail is not held twice while it is stored).
-        # In place: the poll loop and the fetch future hold this list too.
-        raws[:] = [replace(raw, raw=b"") if isinstance(result, Prepared) else raw for raw, result in zip(raws, results)]
-        started = time.perf_counter()
-        outcomes = self._store(raws, results)
-        report.storing += time.perf_counter() - started
+        try:
+            results = [future.result() for future in futures]
+            report.waited_prepare += time.perf_counter() - started
+            started = time.perf_counter()
+            outcomes = self._store(raws, results)
+            report.storing += time.perf_counter() - started
+        finally:
+            self._discard_staged(futures)  # what the store adopted is gone from there already
         returned = {r.uid for r in raws}
         missing = [uid for uid in asked if uid not in returned]
         if missing:
@@ -249,8 +292,8 @@ class Intake:
                 raise
             except Exception as exc:
                 reason = f"could not be stored: {type(exc).__name__}: {exc}"[:300]
-                if isinstance(result, Prepared):  # its raw copy, kept with the quarantined mail
-                    raw = replace(raw, raw=zlib.decompress(result.compressed_raw))
+                if isinstance(result, Prepared) and result.staged is not None:  # kept with the quarantined mail
+                    raw = replace(raw, raw=zlib.decompress(Path(result.staged.raw_copy).read_bytes()))
                 with self.db.session() as session:
                     outcomes.extend(store_batch(session, self._context(), [(raw, reason)]))
         return outcomes
@@ -290,10 +333,6 @@ class Intake:
                 )
             report.moved += len(uids)
             report.moving += time.perf_counter() - started
-
-
-def _prefetch(fetcher: Executor, batches: Iterator) -> Future:
-    return fetcher.submit(next, batches, None)
 
 
 class _Inline(Executor):

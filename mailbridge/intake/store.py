@@ -16,8 +16,8 @@ executemany per table at the end.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +27,9 @@ from sqlmodel import Session
 
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
+from mailbridge.errors import StorageError
 from mailbridge.intake.form import read_form
-from mailbridge.intake.prepare import Prepared
+from mailbridge.intake.prepare import Prepared, Staged, raw_copy
 from mailbridge.outbox.render import Renderer
 from mailbridge.workflow import replies
 from mailbridge.workflow.tickets import NewTicket, TicketBook
@@ -214,14 +215,14 @@ class MailStore:
             # Recorded (P6), but no ticket and no acknowledgement: spam, or a sender ops block.
             kind = "spam" if rules.spam else "ignored"
             verdict = loops.Verdict(loops.AUTOMATIC, f"{kind}: {', '.join(rules.matched)}")
-            raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
+            raw_id = self._keep_raw(parsed.raw_sha256, parsed.raw_size, raw.raw, prepared.staged)
             message_pk = self._message(parsed, None, kind, raw_id, verdict.reason)
-            self.attachments(parsed, message_pk, None)
+            self.attachments(parsed, message_pk, None, prepared.staged)
             self.event(None, EventKind.mail(kind), "system", {"rules": list(rules.matched), "message": message_pk})
             self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
             return Outcome(raw.uid, kind, None, PROCESSED, verdict.reason)
         match = match_ticket(parsed, self, self.prefix)
-        raw_id = self._keep_raw(prepared.compressed_raw, parsed.raw_size, parsed.raw_sha256)
+        raw_id = self._keep_raw(parsed.raw_sha256, parsed.raw_size, raw.raw, prepared.staged)
 
         role = ""
         report: bounces.BounceVerdict | None = None
@@ -239,7 +240,7 @@ class MailStore:
             outcome_kind, ticket_id, kind = verdict.kind, match.ticket_id, verdict.kind
 
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
-        self.attachments(parsed, message_pk, ticket_id)
+        self.attachments(parsed, message_pk, ticket_id, prepared.staged)
         if ticket_id is not None and role in senders.STAFF and self.book.casework is not None:
             self._flush_attachments()  # the agent's files travel on with the relay or escalation
             act = replies.act_on_agent_reply if role == senders.AGENT else replies.act_on_division_reply
@@ -257,7 +258,7 @@ class MailStore:
     def _unparseable(self, raw: RawMail, reason: str, logged: _Logged | None) -> Outcome:
         """P6: even a mail nobody can read becomes a ticket, flagged for a person."""
         digest = hashlib.sha256(raw.raw).hexdigest()
-        raw_id = self._keep_raw(zlib.compress(raw.raw, 6), len(raw.raw), digest)
+        raw_id = self._keep_raw(digest, len(raw.raw), raw.raw)
         subject = (_sniff_header(raw.raw, b"subject") or "(unreadable mail)")[:500]
         now = self.ctx.now
         ticket_id = self._insert(T_TICKET, subject=subject, status="new", category="Egyéb", area="Egyéb",
@@ -388,9 +389,12 @@ class MailStore:
             self.threads.setdefault(parsed.message_id, ticket_id)
         return message_pk
 
-    def attachments(self, parsed: ParsedMail, message_pk: int, ticket_id: int | None) -> None:
-        for part in parsed.attachments:
-            if not part.rejected:
+    def attachments(self, parsed: ParsedMail, message_pk: int, ticket_id: int | None,
+                    staged: Staged | None = None) -> None:
+        for i, part in enumerate(parsed.attachments):
+            if not part.rejected and staged is not None:  # a parse worker wrote it: moved into place, not read
+                self.ctx.files.adopt(staged.attachments[i], part.sha256)
+            elif not part.rejected:
                 self.ctx.files.put(part.data, part.sha256)
             self._attachment_rows.append({
                 "message_pk": message_pk, "ticket_id": ticket_id, "filename": part.filename,
@@ -421,11 +425,24 @@ class MailStore:
             self.conn.execute(_insert_statement(T_ATTACHMENT), self._attachment_rows)
             self._attachment_rows.clear()
 
-    def _keep_raw(self, compressed: bytes, size: int, digest: str) -> int:
-        if digest not in self.raw_ids:
-            self.raw_ids[digest] = self._insert(T_RAW, sha256=digest, size=size, data=compressed,
-                                                created_at=self.ctx.now)
-        return self.raw_ids[digest]
+    def _keep_raw(self, digest: str, size: int, raw: bytes, staged: Staged | None = None) -> int:
+        """The raw_message row of a mail (one per SHA-256): the copy a parse worker
+        staged, or one made here from `raw` (through a staged file when big)."""
+        if digest in self.raw_ids:
+            return self.raw_ids[digest]
+        values = {"sha256": digest, "size": size, "created_at": self.ctx.now}
+        if staged is not None:
+            row_id = _insert_raw_copy(self.conn, staged.raw_copy, values)
+        elif len(raw) <= STAGE_RAW_ABOVE:
+            row_id = self._insert(T_RAW, data=b"".join(raw_copy(raw)), **values)
+        else:
+            copy = self.ctx.files.stage(raw_copy(raw))
+            try:
+                row_id = _insert_raw_copy(self.conn, copy, values)
+            finally:
+                self.ctx.files.discard([copy])
+        self.raw_ids[digest] = row_id
+        return row_id
 
     def _log_intake(self, raw: RawMail, logged: _Logged | None, message_pk: int | None, state: str, target: str,
                     reason: str = "") -> None:
@@ -459,6 +476,32 @@ class MailStore:
                 self.book.casework.tell_assignee(ticket_id, "form_incomplete",
                                             "Hiányos űrlap: " + ", ".join([*missing, *unknown]))
         self.incomplete_forms.clear()
+
+
+# A raw copy made here of a mail bigger than this goes into its row through a staged
+# file, so the mail and its whole copy are not held at once.
+STAGE_RAW_ABOVE = 4 * 1024 * 1024
+_BLOB_PIECE = 1024 * 1024
+
+
+def _insert_raw_copy(conn: sa.Connection, path: str, values: dict) -> int:
+    """A raw_message row whose data is a staged file's. On SQLite a zeroblob written
+    a piece at a time: a bound blob is held three times at once (our bytes, SQLite's
+    copy, the row), a zeroblob twice (`data` is not the table's last column, so
+    SQLite expands it), i.e. 36 MB less for a 36 MB copy."""
+    try:
+        copy = open(path, "rb")
+    except FileNotFoundError:  # swept as a killed poller's: the mail is read again next poll
+        raise StorageError(f"the staged raw copy {path!r} is gone") from None
+    with copy:
+        if conn.dialect.name != "sqlite":
+            return conn.execute(_insert_statement(T_RAW), {**values, "data": copy.read()}).inserted_primary_key[0]
+        length = os.fstat(copy.fileno()).st_size
+        row_id = conn.execute(sa.insert(T_RAW).values(**values, data=sa.func.zeroblob(length))).inserted_primary_key[0]
+        with conn.connection.driver_connection.blobopen(T_RAW.name, "data", row_id) as blob:
+            while piece := copy.read(_BLOB_PIECE):
+                blob.write(piece)
+    return row_id
 
 
 _INSERT_STATEMENTS: dict[str, sa.Insert] = {}
