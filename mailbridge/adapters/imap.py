@@ -277,8 +277,3 @@ def imap_session(settings: ImapSettings) -> Iterator[ImapConnection]:
         yield connection
     finally:
         connection.close()
-
-
-def chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
