@@ -174,6 +174,13 @@ def _by(app: App, by: str | None) -> str:
     return _agent(app, by) if by else "cli"
 
 
+def _act(app: App, ticket_id: str, act) -> None:  # type: ignore[no-untyped-def]
+    """One change to one existing ticket, through the workflow's Casework, in one transaction."""
+    with app.ready_db().session() as session:
+        number = _existing_ticket(app, session, ticket_id)
+        act(_desk(app, session).casework, number)
+
+
 def _desk(app: App, session):  # type: ignore[no-untyped-def]
     """The workflow layer, in this command's transaction: every change goes through it."""
     from mailbridge.outbox.render import Renderer
@@ -266,9 +273,7 @@ def ticket_log(app: App, ticket_id: str, channel: str, direction: str, by: str, 
 def ticket_assign(app: App, ticket_id: str, agent: str, by: str | None) -> None:
     """Hand a ticket to an agent (who is told by mail and in-system)."""
     email, who = _agent(app, agent), _by(app, by)
-    with app.ready_db().session() as session:
-        number = _existing_ticket(app, session, ticket_id)
-        _desk(app, session).casework.assign(number, email, who)
+    _act(app, ticket_id, lambda casework, number: casework.assign(number, email, who))
     click.echo(f"{ticket_id.upper()}: assigned to {email}")
 
 
@@ -280,9 +285,7 @@ def ticket_assign(app: App, ticket_id: str, agent: str, by: str | None) -> None:
 def ticket_status(app: App, ticket_id: str, status: str, by: str | None) -> None:
     """Set a ticket's status (to resolve with an outcome, use `ticket resolve`)."""
     who = _by(app, by)
-    with app.ready_db().session() as session:
-        number = _existing_ticket(app, session, ticket_id)
-        _desk(app, session).casework.set_status(number, status, who)
+    _act(app, ticket_id, lambda casework, number: casework.set_status(number, status, who))
     click.echo(f"{ticket_id.upper()}: {status}")
 
 
@@ -299,9 +302,7 @@ def ticket_escalate(app: App, ticket_id: str, division: str, note: str, by: str 
     if found is None:
         raise UsageError(f"unknown division: {division} (choices: {', '.join(d.name for d in app.settings.divisions)})")
     who = _by(app, by)
-    with app.ready_db().session() as session:
-        number = _existing_ticket(app, session, ticket_id)
-        _desk(app, session).casework.escalate(number, found, note, who)
+    _act(app, ticket_id, lambda casework, number: casework.escalate(number, found, note, who))
     click.echo(f"{ticket_id.upper()}: escalated to {division}")
 
 
@@ -333,9 +334,7 @@ def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> No
     who = _by(app, by)
     if not outcome.strip():
         raise UsageError("--outcome is empty: the customer must be told what was done")
-    with app.ready_db().session() as session:
-        number = _existing_ticket(app, session, ticket_id)
-        _desk(app, session).casework.resolve(number, outcome.strip(), who)
+    _act(app, ticket_id, lambda casework, number: casework.resolve(number, outcome.strip(), who))
     click.echo(f"{ticket_id.upper()}: resolved; the outcome is queued for the customer")
 
 
