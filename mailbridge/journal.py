@@ -17,9 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mailbridge.models import Event
+from mailbridge.models import T_EVENT
 
-T_EVENT = Event.__table__
 
 
 class EventKind(StrEnum):

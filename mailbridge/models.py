@@ -219,3 +219,19 @@ class Erasure(SQLModel, table=True):
     files: str = Field(default="[]", sa_column=sa.Column(sa.Text, nullable=False))
     created_at: datetime
     finished_at: Optional[datetime] = None
+
+
+# The tables, for SQLAlchemy Core statements: the busy paths (intake, the outbox, erasure)
+# write rows in bulk, without an ORM object per row.
+T_REPORTER = Reporter.__table__
+T_TICKET = Ticket.__table__
+T_PARTICIPANT = Participant.__table__
+T_RAW = RawMessage.__table__
+T_MESSAGE = Message.__table__
+T_ATTACHMENT = Attachment.__table__
+T_EVENT = Event.__table__
+T_INTAKE = IntakeLog.__table__
+T_QUARANTINE = Quarantine.__table__
+T_OUTBOX = Outbox.__table__
+T_NOTIFICATION = Notification.__table__
+T_ERASURE = Erasure.__table__

@@ -49,18 +49,8 @@ from mailbridge.gdpr import person_address
 from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
-from mailbridge.models import (
-    Attachment,
-    Erasure,
-    Event,
-    Message,
-    Notification,
-    Outbox,
-    Participant,
-    RawMessage,
-    Reporter,
-    Ticket,
-)
+from mailbridge.models import T_ATTACHMENT, T_ERASURE, T_EVENT, T_MESSAGE, T_NOTIFICATION
+from mailbridge.models import T_OUTBOX, T_PARTICIPANT, T_RAW, T_REPORTER, T_TICKET
 from mailbridge.policy.erasure import (
     ERASED,
     ERASED_DOMAIN,
@@ -74,10 +64,6 @@ from mailbridge.policy.erasure import (
 
 log = get_logger("mailbridge.gdpr")
 
-T_REPORTER, T_TICKET, T_MESSAGE = Reporter.__table__, Ticket.__table__, Message.__table__
-T_RAW, T_ATTACHMENT, T_EVENT = RawMessage.__table__, Attachment.__table__, Event.__table__
-T_PARTICIPANT, T_OUTBOX, T_NOTIFICATION = Participant.__table__, Outbox.__table__, Notification.__table__
-T_ERASURE = Erasure.__table__
 TABLES = {t.name: t for t in (T_REPORTER, T_PARTICIPANT, T_TICKET, T_MESSAGE, T_ATTACHMENT, T_RAW, T_OUTBOX,
                               T_NOTIFICATION, T_EVENT)}
 RAW_BATCH = 200  # raw copies decompressed at a time while looking for mentions

@@ -77,18 +77,10 @@ from mailbridge.config import Settings
 from mailbridge.errors import StorageError
 from mailbridge.gdpr import person_address
 from mailbridge.ticket_ids import format_ticket_id
-from mailbridge.models import Attachment, Event, Message, Outbox, Participant, RawMessage, Reporter, Ticket
+from mailbridge.models import T_ATTACHMENT, T_EVENT, T_MESSAGE, T_OUTBOX, T_PARTICIPANT, T_RAW, T_REPORTER, T_TICKET
 
 FORMAT = "mailbridge-export/1"
 
-T_TICKET = Ticket.__table__
-T_REPORTER = Reporter.__table__
-T_PARTICIPANT = Participant.__table__
-T_MESSAGE = Message.__table__
-T_ATTACHMENT = Attachment.__table__
-T_RAW = RawMessage.__table__
-T_EVENT = Event.__table__
-T_OUTBOX = Outbox.__table__
 
 _ROLE_RANK = {"reporter": 0, "participant": 1, "correspondent": 2}
 

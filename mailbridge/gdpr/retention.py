@@ -43,30 +43,10 @@ from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
 from mailbridge.gdpr.erase import ErasureReport, finish_pending
-from mailbridge.models import (
-    Attachment,
-    Erasure,
-    Event,
-    Message,
-    Notification,
-    Outbox,
-    Participant,
-    Quarantine,
-    RawMessage,
-    Reporter,
-    Ticket,
-)
+from mailbridge.models import Erasure, Message
+from mailbridge.models import T_ATTACHMENT, T_EVENT, T_MESSAGE, T_NOTIFICATION, T_OUTBOX
+from mailbridge.models import T_PARTICIPANT, T_QUARANTINE, T_RAW, T_REPORTER, T_TICKET
 
-T_TICKET = Ticket.__table__
-T_REPORTER = Reporter.__table__
-T_PARTICIPANT = Participant.__table__
-T_MESSAGE = Message.__table__
-T_RAW = RawMessage.__table__
-T_ATTACHMENT = Attachment.__table__
-T_EVENT = Event.__table__
-T_OUTBOX = Outbox.__table__
-T_NOTIFICATION = Notification.__table__
-T_QUARANTINE = Quarantine.__table__
 
 PURGED_SUBJECT = "(purged)"
 PURGED_EVENT = EventKind.RETENTION_PURGED

@@ -9,13 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from mailbridge.config import Settings
-from mailbridge.models import Attachment, Message, Reporter, Ticket
+from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_REPORTER, T_TICKET
 from mailbridge.ticket_ids import format_ticket_id
 
-T_TICKET = Ticket.__table__
-T_REPORTER = Reporter.__table__
-T_MESSAGE = Message.__table__
-T_ATTACHMENT = Attachment.__table__
 
 
 def ticket_context(conn: sa.Connection, settings: Settings, ticket_id: int) -> dict:

@@ -16,12 +16,9 @@ import sqlalchemy as sa
 
 from mailbridge.config import Settings
 from mailbridge.ticket_ids import format_ticket_id
-from mailbridge.models import Message, Notification, Outbox
+from mailbridge.models import T_MESSAGE, T_NOTIFICATION, T_OUTBOX
 from mailbridge.outbox.render import Renderer
 
-T_OUTBOX = Outbox.__table__
-T_MESSAGE = Message.__table__
-T_NOTIFICATION = Notification.__table__
 
 # Customers' notices are automatic (RFC 3834): auto-responders must not answer them.
 AUTOMATIC = frozenset({"ack", "outcome", "attachment_rejected", "agent_assigned", "sla_warning", "command_failed",

@@ -42,14 +42,11 @@ from mailbridge.config import Settings
 from mailbridge.errors import SmtpError, error_fields
 from mailbridge.logs import get_logger
 from mailbridge.journal import EventKind
-from mailbridge.models import Outbox, Reporter, Ticket
+from mailbridge.models import T_OUTBOX, T_REPORTER, T_TICKET
 from mailbridge.outbox.queue import notify_agent
 
 log = get_logger("mailbridge.outbox")
 
-T_OUTBOX = Outbox.__table__
-T_TICKET = Ticket.__table__
-T_REPORTER = Reporter.__table__
 BATCH = 100  # rows marked for a retry at once when the server cannot be reached
 ROUND_LIMIT = 2000  # mails one round sends at most over one connection,
 ROUND_SECONDS = 60.0  # and for at most this long: a backlog drains in a few rounds, not at 100 per 15 s

@@ -20,7 +20,7 @@ from mailbridge.adapters.db import Database
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
-from mailbridge.models import Event, Outbox, Reporter, Ticket
+from mailbridge.models import T_EVENT, T_OUTBOX, T_REPORTER, T_TICKET
 from mailbridge.outbox.context import first_message_id, ticket_context
 from mailbridge.outbox.queue import notify_agent, queue_mail, render_mail
 from mailbridge.outbox.render import Renderer
@@ -28,10 +28,6 @@ from mailbridge.policy.deadline import hours_left, is_working_day
 
 log = get_logger("mailbridge.workflow")
 
-T_TICKET = Ticket.__table__
-T_REPORTER = Reporter.__table__
-T_OUTBOX = Outbox.__table__
-T_EVENT = Event.__table__
 BATCH = 200
 
 

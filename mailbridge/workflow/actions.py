@@ -14,14 +14,11 @@ import sqlalchemy as sa
 from mailbridge import journal
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
-from mailbridge.models import Message, Reporter, Ticket
+from mailbridge.models import T_MESSAGE, T_REPORTER, T_TICKET
 from mailbridge.outbox.context import first_message_id, ticket_attachments, ticket_context
 from mailbridge.outbox.queue import notify_agent, queue_mail, render_mail
 from mailbridge.outbox.render import Renderer
 
-T_TICKET = Ticket.__table__
-T_MESSAGE = Message.__table__
-T_REPORTER = Reporter.__table__
 
 
 class Casework:

@@ -13,14 +13,13 @@ import sqlalchemy as sa
 from mailbridge.config import Settings
 from mailbridge import journal
 from mailbridge.journal import EventKind
-from mailbridge.models import Ticket
+from mailbridge.models import T_TICKET
 from mailbridge.vocabulary import OPEN_SQL
 from mailbridge.outbox.context import first_message_ids, ticket_contexts
 from mailbridge.outbox.queue import notify_agents, queue_mails, render_mail
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
 
-T_TICKET = Ticket.__table__
 
 
 class AssignmentBook:

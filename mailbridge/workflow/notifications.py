@@ -6,10 +6,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from mailbridge.models import Notification
+from mailbridge.models import T_NOTIFICATION
 from mailbridge.ticket_ids import format_ticket_id
 
-T_NOTIFICATION = Notification.__table__
 
 
 def read_notifications(conn: sa.Connection, prefix: str, now: datetime, agent: str | None = None,

@@ -14,17 +14,13 @@ import sqlalchemy as sa
 
 from mailbridge.journal import EventKind
 from mailbridge.mail import ParsedMail
-from mailbridge.models import Message, Outbox, Reporter, Ticket
+from mailbridge.models import T_MESSAGE, T_OUTBOX, T_REPORTER, T_TICKET
 from mailbridge.outbox.context import ticket_context
 from mailbridge.outbox.queue import queue_mail, render_mail
 from mailbridge.policy.bounces import BounceVerdict
 from mailbridge.policy.commands import VALID_COMMANDS, read_commands
 from mailbridge.workflow.tickets import TicketBook
 
-T_TICKET = Ticket.__table__
-T_MESSAGE = Message.__table__
-T_OUTBOX = Outbox.__table__
-T_REPORTER = Reporter.__table__
 
 
 def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, message_pk: int) -> str:

@@ -22,18 +22,13 @@ from mailbridge import journal
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.mail import Address
-from mailbridge.models import Attachment, Message, Participant, Reporter, Ticket
+from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_PARTICIPANT, T_REPORTER, T_TICKET
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.deadline import ack_deadline
 from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
 
-T_TICKET = Ticket.__table__
-T_REPORTER = Reporter.__table__
-T_PARTICIPANT = Participant.__table__
-T_MESSAGE = Message.__table__
-T_ATTACHMENT = Attachment.__table__
 
 
 @dataclass(frozen=True)
