@@ -26,7 +26,7 @@ from mailbridge.gdpr.retention import retention_job
 import sqlalchemy as sa
 
 from mailbridge import metrics, service
-from mailbridge.models import Outbox
+from mailbridge.models import T_OUTBOX
 from mailbridge.outbox.queue import OutgoingMail, queue_mail
 from mailbridge.intake.watch import IntakeLoop
 from mailbridge.intake.run import Intake
@@ -78,8 +78,8 @@ class Jobs:
                     f"mailbridge has not polled mailbox {mailbox!r} successfully for {silent / 60:.0f} minutes.\n"
                     "See the journal (intake.unavailable) and `mailbridge check`.\n")
         with self.db.session() as session:
-            depth = session.connection().execute(sa.select(sa.func.count()).select_from(Outbox.__table__)
-                                                 .where(Outbox.__table__.c.status == "queued")).scalar() or 0
+            depth = session.connection().execute(sa.select(sa.func.count()).select_from(T_OUTBOX)
+                                                 .where(T_OUTBOX.c.status == "queued")).scalar() or 0
         metrics.OUTBOX_DEPTH.set(depth)
         return {"intake_silent_s": round(silent)}
 

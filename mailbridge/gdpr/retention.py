@@ -43,8 +43,7 @@ from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
 from mailbridge.gdpr.erase import ErasureReport, finish_pending
-from mailbridge.models import Erasure, Message
-from mailbridge.models import T_ATTACHMENT, T_EVENT, T_MESSAGE, T_NOTIFICATION, T_OUTBOX
+from mailbridge.models import T_ATTACHMENT, T_EVENT, T_MESSAGE, T_NOTIFICATION, T_OUTBOX, T_ERASURE
 from mailbridge.models import T_PARTICIPANT, T_QUARANTINE, T_RAW, T_REPORTER, T_TICKET
 
 
@@ -121,13 +120,13 @@ def apply_retention(db: Database, settings: Settings, now: datetime, dry_run: bo
                 prefix = settings.tickets.id_prefix
                 report.held = [format_ticket_id(t, prefix) for t in held]
                 staff = {"system", "cli", *settings.agent_addresses, *settings.division_addresses}
-                copies = sorted(set(conn.execute(sa.select(Message.__table__.c.message_id).where(
-                    Message.__table__.c.ticket_id.in_(due), Message.__table__.c.direction == "in",
-                    Message.__table__.c.message_id != "")).scalars())) if due else []
+                copies = sorted(set(conn.execute(sa.select(T_MESSAGE.c.message_id).where(
+                    T_MESSAGE.c.ticket_id.in_(due), T_MESSAGE.c.direction == "in",
+                    T_MESSAGE.c.message_id != "")).scalars())) if due else []
                 if copies and not dry_run:
                     # The server copies go too; written down like an erasure's, so an IMAP
                     # outage now is finished by the next run.
-                    conn.execute(sa.insert(Erasure.__table__), {
+                    conn.execute(sa.insert(T_ERASURE), {
                         "pseudonym": RETENTION, "status": "pending", "server_copies": json.dumps(copies),
                         "files": "[]", "created_at": now})
                 for ticket_id in due:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from mailbridge import journal
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
-from mailbridge.models import T_MESSAGE, T_REPORTER, T_TICKET
+from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_PARTICIPANT, T_REPORTER, T_TICKET
 from mailbridge.outbox.context import first_message_id, ticket_attachments, ticket_context
 from mailbridge.outbox.queue import notify_agent, queue_mail, render_mail
 from mailbridge.outbox.render import Renderer
@@ -133,16 +133,13 @@ class Casework:
 def merge_tickets(conn: sa.Connection, source: int, target: int, by: str, now: datetime) -> None:
     """`ticket merge`: the source's mails, files and people move to the target; the source
     closes and points there, so later mail to it follows (threading reads merged_into_id)."""
-    from mailbridge.models import Attachment, Participant
-
-    t_attachment, t_participant = Attachment.__table__, Participant.__table__
     conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.ticket_id == source).values(ticket_id=target))
-    conn.execute(sa.update(t_attachment).where(t_attachment.c.ticket_id == source).values(ticket_id=target))
-    known = set(conn.execute(sa.select(t_participant.c.email).where(t_participant.c.ticket_id == target)).scalars())
-    for row in conn.execute(sa.select(t_participant).where(t_participant.c.ticket_id == source)).all():
+    conn.execute(sa.update(T_ATTACHMENT).where(T_ATTACHMENT.c.ticket_id == source).values(ticket_id=target))
+    known = set(conn.execute(sa.select(T_PARTICIPANT.c.email).where(T_PARTICIPANT.c.ticket_id == target)).scalars())
+    for row in conn.execute(sa.select(T_PARTICIPANT).where(T_PARTICIPANT.c.ticket_id == source)).all():
         if row.email not in known:
-            conn.execute(sa.insert(t_participant), {"ticket_id": target, "email": row.email, "role": "participant"})
-    conn.execute(sa.delete(t_participant).where(t_participant.c.ticket_id == source))
+            conn.execute(sa.insert(T_PARTICIPANT), {"ticket_id": target, "email": row.email, "role": "participant"})
+    conn.execute(sa.delete(T_PARTICIPANT).where(T_PARTICIPANT.c.ticket_id == source))
     conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == source).values(status="closed", merged_into_id=target,
                                                                           updated_at=now))
     journal.record_all(conn, [journal.entry(source, EventKind.TICKET_MERGED_INTO, by, now, {"ticket": target}),
