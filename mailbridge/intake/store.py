@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from mailbridge.adapters.db import in_chunks
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.errors import StorageError
@@ -70,10 +71,6 @@ T_OUTBOX = Outbox.__table__
 
 log = get_logger("mailbridge.intake")
 
-# SQLite allows 32766 bound parameters; stay far below.
-_IN_CHUNK = 500
-
-
 @dataclass(frozen=True)
 class Outcome:
     uid: int
@@ -96,11 +93,6 @@ class StoreContext:
 class _Logged:
     id: int
     state: str
-
-
-def _chunks(values: Sequence, size: int = _IN_CHUNK) -> Iterable[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 class MailStore:
@@ -131,7 +123,7 @@ class MailStore:
         c = self.conn
         for folder, uidvalidity in {(r.folder, r.uidvalidity) for r, _ in batch}:
             uids = [r.uid for r, _ in batch if (r.folder, r.uidvalidity) == (folder, uidvalidity)]
-            for part in _chunks(uids):
+            for part in in_chunks(uids):
                 for row in c.execute(
                     sa.select(T_INTAKE.c.id, T_INTAKE.c.uid, T_INTAKE.c.state).where(
                         T_INTAKE.c.mailbox == self.ctx.mailbox, T_INTAKE.c.folder == folder,
@@ -141,14 +133,14 @@ class MailStore:
                     self.logged[(folder, uidvalidity, row.uid)] = _Logged(row.id, row.state)
         mails = [p.mail for _, p in batch if not isinstance(p, str)]
         ids = sorted({m.message_id for m in mails})
-        for part in _chunks(ids):
+        for part in in_chunks(ids):
             for row in c.execute(
                 sa.select(T_MESSAGE.c.id, T_MESSAGE.c.message_id, T_MESSAGE.c.raw_sha256, T_MESSAGE.c.ticket_id,
                           T_MESSAGE.c.kind).where(T_MESSAGE.c.message_id.in_(part)).order_by(T_MESSAGE.c.id.desc())
             ):
                 self.copies[(row.message_id, row.raw_sha256)] = (row.id, row.ticket_id, row.kind)
         refs = sorted({r for m in mails for r in (*m.references, *(m.report.message_ids if m.report else ()))})
-        for part in _chunks(refs):
+        for part in in_chunks(refs):
             for row in c.execute(
                 sa.select(T_MESSAGE.c.message_id, T_MESSAGE.c.ticket_id)
                 .where(T_MESSAGE.c.message_id.in_(part), T_MESSAGE.c.ticket_id.is_not(None))
@@ -156,18 +148,18 @@ class MailStore:
             ):
                 self.threads[row.message_id] = row.ticket_id
         numbers = sorted({n for m in mails if (n := find_tag(m.subject, self.prefix)) is not None})
-        for part in _chunks(numbers):
+        for part in in_chunks(numbers):
             for row in c.execute(sa.select(T_TICKET.c.id, T_TICKET.c.merged_into_id).where(T_TICKET.c.id.in_(part))):
                 self.tickets.add(row.id)
                 if row.merged_into_id:
                     self.merged[row.id] = row.merged_into_id
         emails = sorted({m.sender.email for m in mails if m.sender})
-        for part in _chunks(emails):
+        for part in in_chunks(emails):
             # an address looked up and not found is new: no second query
             self.book.remember_reporters(part, c.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.email, T_REPORTER.c.name)
                                                          .where(T_REPORTER.c.email.in_(part))))
         shas = sorted({m.raw_sha256 for m in mails})
-        for part in _chunks(shas):
+        for part in in_chunks(shas):
             for row in c.execute(sa.select(T_RAW.c.id, T_RAW.c.sha256).where(T_RAW.c.sha256.in_(part))):
                 self.raw_ids.setdefault(row.sha256, row.id)
 
@@ -409,7 +401,7 @@ class MailStore:
     def _judge_report(self, parsed: ParsedMail) -> bounces.BounceVerdict:
         ids = bounces.quoted_ids(parsed.report, parsed.references)
         quoted = []
-        for part in _chunks(ids):
+        for part in in_chunks(ids):
             quoted.extend(
                 bounces.SentMail(row.id, row.ticket_id, row.message_id, bounces.recipients_of(row.recipients), row.status)
                 for row in self.conn.execute(
