@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,30 @@ class ParsedMail:
     content_type: str = "text/plain"
     report: DeliveryReport | None = None  # set for delivery reports
     defects: tuple[str, ...] = ()
+
+
+class OutcomeKind(StrEnum):
+    """What became of a mail intake took in: `poll --once` counts these, the log and the
+    metrics label them. Here, not in intake: the workflow says what an agent's mail did."""
+
+    NEW_TICKET = "new_ticket"
+    REPLY = "reply"
+    REOPENED = "reopened"
+    FOLLOW_UP = "follow_up"  # a reply to a closed ticket: a new one, linked to it
+    OUTSIDER = "outsider"  # recorded on the ticket, changes nothing
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    AUTOMATIC = "automatic"
+    SPAM = "spam"
+    IGNORED = "ignored"  # a sender ops' mail rules block
+    DUPLICATE = "duplicate"  # a copy of a mail we hold
+    QUARANTINED = "quarantined"
+    ALREADY = "already"  # this server copy was taken in before
+    # an agent's or a division's mail on a ticket (workflow/replies.py)
+    AGENT_REPLY = "agent_reply"
+    AGENT_NOTE = "agent_note"
+    AGENT_ESCALATED = "agent_escalated"
+    AGENT_RESOLVED = "agent_resolved"
+    AGENT_COMMANDS = "agent_commands"
+    AGENT_COMMAND_FAILED = "agent_command_failed"
+    DIVISION_NOTE = "division_note"

@@ -47,21 +47,21 @@ BASE = "From: Kovács Anna <anna@example.hu>\nTo: support@crossec.com\nMessage-I
 @pytest.mark.parametrize(
     "extra, kind, reason",
     [
-        ("Subject: Számla", loops.PERSON, ""),
-        ("Subject: Számla\nAuto-Submitted: no", loops.PERSON, ""),
-        ("Subject: Re: Számla\nAuto-Submitted: auto-replied", loops.AUTO_REPLY, "auto-submitted"),
-        ("Subject: Riasztás\nAuto-Submitted: auto-generated", loops.AUTOMATIC, "auto-submitted"),
-        ("Subject: Hírlevél\nPrecedence: bulk", loops.AUTOMATIC, "precedence"),
-        ("Subject: x\nPrecedence: junk", loops.AUTOMATIC, "precedence"),
-        ("Subject: x\nList-Id: <news.example.com>", loops.AUTOMATIC, "list-id"),
-        ("Subject: Out of office\nX-Autoreply: yes", loops.AUTO_REPLY, "x-autoreply"),
-        ("Subject: x\nX-Autorespond: yes", loops.AUTO_REPLY, "x-autorespond"),
-        ("Subject: Automatikus válasz: Számla", loops.AUTO_REPLY, "ooo-subject"),
-        ("Subject: Házon kívül", loops.AUTO_REPLY, "ooo-subject"),
-        ("Subject: Automatische Antwort: Rechnung", loops.AUTO_REPLY, "ooo-subject"),
-        ("Subject: Out of Office: Invoice", loops.AUTO_REPLY, "ooo-subject"),
-        ("Subject: Re: out of office hours support?", loops.PERSON, ""),
-        ("Subject: x\nReturn-Path: <>", loops.AUTOMATIC, "null-sender"),
+        ("Subject: Számla", loops.VerdictKind.PERSON, ""),
+        ("Subject: Számla\nAuto-Submitted: no", loops.VerdictKind.PERSON, ""),
+        ("Subject: Re: Számla\nAuto-Submitted: auto-replied", loops.VerdictKind.AUTO_REPLY, "auto-submitted"),
+        ("Subject: Riasztás\nAuto-Submitted: auto-generated", loops.VerdictKind.AUTOMATIC, "auto-submitted"),
+        ("Subject: Hírlevél\nPrecedence: bulk", loops.VerdictKind.AUTOMATIC, "precedence"),
+        ("Subject: x\nPrecedence: junk", loops.VerdictKind.AUTOMATIC, "precedence"),
+        ("Subject: x\nList-Id: <news.example.com>", loops.VerdictKind.AUTOMATIC, "list-id"),
+        ("Subject: Out of office\nX-Autoreply: yes", loops.VerdictKind.AUTO_REPLY, "x-autoreply"),
+        ("Subject: x\nX-Autorespond: yes", loops.VerdictKind.AUTO_REPLY, "x-autorespond"),
+        ("Subject: Automatikus válasz: Számla", loops.VerdictKind.AUTO_REPLY, "ooo-subject"),
+        ("Subject: Házon kívül", loops.VerdictKind.AUTO_REPLY, "ooo-subject"),
+        ("Subject: Automatische Antwort: Rechnung", loops.VerdictKind.AUTO_REPLY, "ooo-subject"),
+        ("Subject: Out of Office: Invoice", loops.VerdictKind.AUTO_REPLY, "ooo-subject"),
+        ("Subject: Re: out of office hours support?", loops.VerdictKind.PERSON, ""),
+        ("Subject: x\nReturn-Path: <>", loops.VerdictKind.AUTOMATIC, "null-sender"),
     ],
 )
 def test_screen_table(extra, kind, reason):
@@ -83,7 +83,7 @@ def test_mailer_daemon_bounce_in_free_text():
         "Message-ID: <ack.CRX-000003@crossec.com>\r\nSubject: [CRX-000003] Visszaigazolás\r\n",
     )
     parsed = parse_mail(raw, 0)
-    assert loops.screen(parsed, OWN).kind == loops.BOUNCE
+    assert loops.screen(parsed, OWN).kind == loops.VerdictKind.BOUNCE
     assert "<ack.CRX-000003@crossec.com>" in parsed.report.message_ids
 
 

@@ -46,7 +46,7 @@ from mailbridge.intake.store import (
 from mailbridge import metrics
 from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer
-from mailbridge.mail import RawMail
+from mailbridge.mail import OutcomeKind, RawMail
 from mailbridge.models import IntakeLog
 
 log = get_logger("mailbridge.intake")
@@ -58,7 +58,7 @@ MAX_FETCH_ATTEMPTS = 5
 @dataclass
 class PollReport:
     fetched: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[OutcomeKind, int] = field(default_factory=dict)
     moved: int = 0
     retried_moves: int = 0
     # Where the poll's time went (seconds), for the log and the benchmark.
@@ -76,7 +76,7 @@ class PollReport:
 
     @property
     def stored(self) -> int:
-        return sum(n for kind, n in self.outcomes.items() if kind not in ("already",))
+        return sum(n for kind, n in self.outcomes.items() if kind != OutcomeKind.ALREADY)
 
 
 PIPELINE_BATCHES = 3
@@ -269,7 +269,7 @@ class Intake:
             self._fetch_failures(mover, uidvalidity, missing)
         for outcome in outcomes:
             report.count(outcome)
-            if outcome.kind == "quarantined":
+            if outcome.kind == OutcomeKind.QUARANTINED:
                 log.warning("mail.quarantined", uid=outcome.uid, ticket=outcome.ticket_id, reason=outcome.reason)
         self._move(mover, uidvalidity, [(o.uid, o.target) for o in outcomes if o.target], report)
 

@@ -36,7 +36,7 @@ from mailbridge.workflow import replies
 from mailbridge.workflow.tickets import NewTicket, TicketBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
 from mailbridge.journal import EventKind
-from mailbridge.mail import ParsedMail, RawMail
+from mailbridge.mail import OutcomeKind, ParsedMail, RawMail
 from mailbridge.ticket_ids import find_tag, format_ticket_id
 from mailbridge.models import (
     Attachment,
@@ -74,7 +74,7 @@ log = get_logger("mailbridge.intake")
 @dataclass(frozen=True)
 class Outcome:
     uid: int
-    kind: str  # new_ticket, reply, reopened, follow_up, outsider, auto_reply, bounce, automatic, duplicate, quarantined, already
+    kind: OutcomeKind
     ticket_id: int | None = None
     target: str = PROCESSED  # which server folder the copy goes to; "" leaves it
     reason: str = ""
@@ -189,7 +189,7 @@ class MailStore:
     def store(self, raw: RawMail, prepared: Prepared | str) -> Outcome:
         logged = self.logged.get((raw.folder, raw.uidvalidity, raw.uid))
         if logged is not None and logged.state != "retry":
-            return Outcome(raw.uid, "already", target="")
+            return Outcome(raw.uid, OutcomeKind.ALREADY, target="")
         if isinstance(prepared, str):
             return self._unparseable(raw, prepared, logged)
         parsed = prepared.mail
@@ -199,16 +199,16 @@ class MailStore:
             message_pk, ticket_id, kind = copy
             target = QUARANTINE if kind == "unparseable" else PROCESSED
             self._log_intake(raw, logged, message_pk, "stored", target, "copy of a message already held")
-            return Outcome(raw.uid, "duplicate", ticket_id, target)
+            return Outcome(raw.uid, OutcomeKind.DUPLICATE, ticket_id, target)
 
         verdict = prepared.verdict
         rules = prepared.rules
         if verdict.is_person and rules is not None and (rules.spam or rules.ignore):
             # Recorded (P6), but no ticket and no acknowledgement: spam, or a sender ops block.
-            kind = "spam" if rules.spam else "ignored"
-            verdict = loops.Verdict(loops.AUTOMATIC, f"{kind}: {', '.join(rules.matched)}")
+            kind = OutcomeKind.SPAM if rules.spam else OutcomeKind.IGNORED
+            verdict = loops.Verdict.automatic(f"{kind}: {', '.join(rules.matched)}")
             raw_id = self._keep_raw(parsed.raw_sha256, parsed.raw_size, raw.raw, prepared.staged)
-            message_pk = self._message(parsed, None, kind, raw_id, verdict.reason)
+            message_pk = self._message(parsed, None, str(kind), raw_id, verdict.reason)
             self.attachments(parsed, message_pk, None, prepared.staged)
             self.event(None, EventKind.mail(kind), "system", {"rules": list(rules.matched), "message": message_pk})
             self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
@@ -221,15 +221,16 @@ class MailStore:
         if verdict.is_person:
             outcome_kind, ticket_id, role = self._person_mail(prepared, match)
             kind = _KIND_OF_ROLE.get(role, "customer")
-        elif verdict.kind == loops.BOUNCE:
+        elif verdict.kind == loops.VerdictKind.BOUNCE:
             # Only a report about a message we sent to whom it names acts; any other is automatic mail.
             report = self._judge_report(parsed)
             ticket_id = report.ticket_id
-            outcome_kind = kind = loops.BOUNCE if report.counts else loops.AUTOMATIC
+            outcome_kind = OutcomeKind.BOUNCE if report.counts else OutcomeKind.AUTOMATIC
+            kind = str(outcome_kind)
             if not report.counts:
                 verdict = loops.Verdict.automatic(f"{verdict.reason}: {report.reason}")
         else:
-            outcome_kind, ticket_id, kind = verdict.kind, match.ticket_id, verdict.kind
+            outcome_kind, ticket_id, kind = OutcomeKind(verdict.kind), match.ticket_id, str(verdict.kind)
 
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
         self.attachments(parsed, message_pk, ticket_id, prepared.staged)
@@ -269,15 +270,15 @@ class MailStore:
         self.event(ticket_id, EventKind.TICKET_CREATED, "system", {"channel": "email", "needs_review": True})
         self.event(ticket_id, EventKind.MAIL_QUARANTINED, "system", {"reason": reason, "message": message_pk})
         self._log_intake(raw, logged, message_pk, "quarantined", QUARANTINE, reason)
-        return Outcome(raw.uid, "quarantined", ticket_id, QUARANTINE, reason)
+        return Outcome(raw.uid, OutcomeKind.QUARANTINED, ticket_id, QUARANTINE, reason)
 
     # --- tickets ---------------------------------------------------------------
 
-    def _person_mail(self, prepared: Prepared, match: ThreadMatch) -> tuple[str, int, str]:
+    def _person_mail(self, prepared: Prepared, match: ThreadMatch) -> tuple[OutcomeKind, int, str]:
         """(outcome, ticket, the sender's role) for a mail a person wrote."""
         parsed = prepared.mail
         if match.is_new:
-            return "new_ticket", self._open_ticket(prepared), senders.REPORTER
+            return OutcomeKind.NEW_TICKET, self._open_ticket(prepared), senders.REPORTER
         ticket = self.conn.execute(
             sa.select(T_TICKET.c.id, T_TICKET.c.status, T_TICKET.c.resolved_at, T_TICKET.c.reporter_id)
             .where(T_TICKET.c.id == match.ticket_id)
@@ -301,7 +302,7 @@ class MailStore:
         if effect == senders.FOLLOW_UP:
             new_id = self._open_ticket(prepared, linked=ticket.id)
             self.event(ticket.id, EventKind.TICKET_FOLLOW_UP, by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
-            return "follow_up", new_id, senders.REPORTER
+            return OutcomeKind.FOLLOW_UP, new_id, senders.REPORTER
         changes: dict = {"updated_at": self.ctx.now}
         if effect == senders.REOPEN:
             changes.update(status="in_progress", resolved_at=None)
@@ -313,9 +314,9 @@ class MailStore:
                 self.book.casework.tell_assignee(ticket.id, "outsider", (
                     "Munkatárs nevében, de hitelesítés nélkül érkezett levél (nem változtatott rajta)." if forged
                     else "Nem résztvevő írt a bejelentéshez (nem változtatott rajta)."))
-            return "outsider", ticket.id, role
+            return OutcomeKind.OUTSIDER, ticket.id, role
         self.event(ticket.id, EventKind.MAIL_RECEIVED, by, {"via": match.via, "role": role})
-        return ("reopened" if effect == senders.REOPEN else "reply"), ticket.id, role
+        return (OutcomeKind.REOPENED if effect == senders.REOPEN else OutcomeKind.REPLY), ticket.id, role
 
     def _open_ticket(self, prepared: Prepared, linked: int | None = None) -> int:
         parsed, found = prepared.mail, prepared.classification

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from mailbridge.mail import ParsedMail
 from mailbridge.policy.autoreply_phrases import is_auto_reply_subject
 
-PERSON = "person"
-AUTO_REPLY = "auto_reply"
-BOUNCE = "bounce"
-AUTOMATIC = "automatic"
+
+class VerdictKind(StrEnum):
+    PERSON = "person"
+    AUTO_REPLY = "auto_reply"  # an out-of-office or other reply by a machine (RFC 3834)
+    BOUNCE = "bounce"  # a delivery report (RFC 3464, or free text from a mailer daemon)
+    AUTOMATIC = "automatic"  # anything else a machine sent: lists, newsletters, our own mail
+
 
 # The header our outgoing mail carries, so a copy that comes back is known.
 OWN_MAIL_HEADER = "x-mailbridge-ticket"
@@ -33,19 +37,19 @@ _BOUNCE_SUBJECT = re.compile(
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # person, auto_reply, bounce, automatic
+    kind: VerdictKind
     reason: str = ""
 
     @property
     def is_person(self) -> bool:
-        return self.kind == PERSON
+        return self.kind == VerdictKind.PERSON
 
     @classmethod
     def automatic(cls, reason: str) -> "Verdict":
-        return cls(AUTOMATIC, reason)
+        return cls(VerdictKind.AUTOMATIC, reason)
 
 
-Verdict.PERSON = Verdict(PERSON)  # type: ignore[attr-defined]
+Verdict.PERSON = Verdict(VerdictKind.PERSON)  # type: ignore[attr-defined]
 
 
 def screen(mail: ParsedMail, own_addresses: frozenset[str]) -> Verdict:
@@ -56,25 +60,26 @@ def screen(mail: ParsedMail, own_addresses: frozenset[str]) -> Verdict:
 
     report_type = headers.get("content-type").lower()
     if mail.content_type == "multipart/report" and "delivery-status" in report_type:
-        return Verdict(BOUNCE, "multipart/report")
+        return Verdict(VerdictKind.BOUNCE, "multipart/report")
     from_daemon = bool(_DAEMON.match(mail.sender.email))
     if mail.report is not None and (from_daemon or mail.return_path == "" or _BOUNCE_SUBJECT.match(mail.subject)):
-        return Verdict(BOUNCE, "free-text bounce")
+        return Verdict(VerdictKind.BOUNCE, "free-text bounce")
     if mail.content_type == "multipart/report":
         return Verdict.automatic("multipart/report")
 
     auto_submitted = headers.get("auto-submitted", "no").strip().lower()
     if auto_submitted and not auto_submitted.startswith("no"):
-        return Verdict(AUTO_REPLY if auto_submitted.startswith("auto-replied") else AUTOMATIC, "auto-submitted")
+        return Verdict(VerdictKind.AUTO_REPLY if auto_submitted.startswith("auto-replied") else VerdictKind.AUTOMATIC,
+                       "auto-submitted")
     for name in ("x-autoreply", "x-autorespond"):
         if name in headers:
-            return Verdict(AUTO_REPLY, name)
+            return Verdict(VerdictKind.AUTO_REPLY, name)
     if "x-auto-response-suppress" in headers and is_auto_reply_subject(mail.subject):
-        return Verdict(AUTO_REPLY, "x-auto-response-suppress")
+        return Verdict(VerdictKind.AUTO_REPLY, "x-auto-response-suppress")
     precedence = headers.get("precedence").strip().lower()
     if precedence in {"bulk", "junk", "list", "auto_reply"}:
         if precedence == "auto_reply" or is_auto_reply_subject(mail.subject):
-            return Verdict(AUTO_REPLY, "precedence")
+            return Verdict(VerdictKind.AUTO_REPLY, "precedence")
         return Verdict.automatic("precedence")
     if "list-id" in headers:
         return Verdict.automatic("list-id")
@@ -83,9 +88,11 @@ def screen(mail: ParsedMail, own_addresses: frozenset[str]) -> Verdict:
     if "x-auto-response-suppress" in headers:
         return Verdict.automatic("x-auto-response-suppress")
     if from_daemon:
-        return Verdict(BOUNCE, "mailer-daemon") if _BOUNCE_SUBJECT.match(mail.subject) else Verdict.automatic("mailer-daemon")
+        if _BOUNCE_SUBJECT.match(mail.subject):
+            return Verdict(VerdictKind.BOUNCE, "mailer-daemon")
+        return Verdict.automatic("mailer-daemon")
     if mail.return_path == "":
         return Verdict.automatic("null-sender")
     if is_auto_reply_subject(mail.subject):
-        return Verdict(AUTO_REPLY, "ooo-subject")
+        return Verdict(VerdictKind.AUTO_REPLY, "ooo-subject")
     return Verdict.PERSON  # type: ignore[attr-defined]

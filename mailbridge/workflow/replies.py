@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from mailbridge.journal import EventKind
-from mailbridge.mail import ParsedMail
+from mailbridge.mail import OutcomeKind, ParsedMail
 from mailbridge.models import T_MESSAGE, T_OUTBOX, T_REPORTER, T_TICKET
 from mailbridge.outbox.context import ticket_context
 from mailbridge.outbox.queue import queue_mail, render_mail
@@ -23,7 +23,7 @@ from mailbridge.workflow.tickets import TicketBook
 
 
 
-def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, message_pk: int) -> str:
+def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, message_pk: int) -> OutcomeKind:
     """An authenticated agent's reply: commands first, then the text to the customer.
     Returns what it came to (agent_reply, agent_note, agent_escalated, …)."""
     settings, casework, conn = book.settings, book.casework, book.conn
@@ -41,7 +41,7 @@ def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, messa
                              (agent,), ticket_id, in_reply_to=mail.message_id)
         queue_mail(conn, settings, notice, book.now)
         book.event(ticket_id, EventKind.COMMAND_FAILED, agent, {"problems": [p.reason for p in reply.problems]})
-        return "agent_command_failed"
+        return OutcomeKind.AGENT_COMMAND_FAILED
     for command in reply.commands:
         if command.name == "status":
             casework.set_status(ticket_id, command.value, agent)
@@ -55,26 +55,26 @@ def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, messa
     if "note" in names:
         _mark_internal(conn, message_pk)
         book.event(ticket_id, EventKind.NOTE_ADDED, agent, {})
-        return "agent_note"
+        return OutcomeKind.AGENT_NOTE
     if "escalate" in names:
         _mark_internal(conn, message_pk)
         division = next(c.value for c in reply.commands if c.name == "escalate")
         casework.escalate(ticket_id, division, reply.text, agent)
-        return "agent_escalated"
+        return OutcomeKind.AGENT_ESCALATED
     if "resolve" in names:
         casework.resolve(ticket_id, reply.text, agent)
-        return "agent_resolved"
+        return OutcomeKind.AGENT_RESOLVED
     if reply.text.strip():
         casework.relay(ticket_id, agent, reply.text, files)
         status = conn.execute(sa.select(T_TICKET.c.status).where(T_TICKET.c.id == ticket_id)).scalar()
         if status in ("new", "acknowledged") and "status" not in names:
             casework.set_status(ticket_id, "in_progress", agent)  # P10.3: the agent has contacted the reporter
-        return "agent_reply"
+        return OutcomeKind.AGENT_REPLY
     _mark_internal(conn, message_pk)
-    return "agent_commands"
+    return OutcomeKind.AGENT_COMMANDS
 
 
-def act_on_division_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, message_pk: int) -> str:
+def act_on_division_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, message_pk: int) -> OutcomeKind:
     """P11: the division's answer is an internal note for the assignee, never relayed."""
     casework = book.casework
     assert casework is not None
@@ -84,7 +84,7 @@ def act_on_division_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, me
     if status == "escalated":
         casework.set_status(ticket_id, "in_progress", mail.sender.email)
     casework.tell_assignee(ticket_id, "division_replied", f"Válasz érkezett: {mail.sender.email}")
-    return "division_note"
+    return OutcomeKind.DIVISION_NOTE
 
 
 def record_bounce(book: TicketBook, report: BounceVerdict) -> None:
