@@ -22,7 +22,7 @@ from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.intake.parse import new_text_of, parse_mail, sanitize_filename
 from mailbridge.intake.pipeline import ParseWorkers
-from mailbridge.intake.prepare import PrepareOptions, prepare_mail
+from mailbridge.intake.prepare import PrepareOptions, Unreadable, prepare_mail
 
 QUARANTINE = "mailbridge/quarantine"
 PROCESSED = "mailbridge/processed"
@@ -222,8 +222,8 @@ def test_a_worker_that_hangs_or_dies_is_replaced_and_the_others_go_on(tmp_path):
     started = time.monotonic()
     with ParseWorkers(options, files, workers=1, seconds=2, prepare=_hang_on_poison) as pool:
         results = [future.result(timeout=120) for future in [pool.submit(raw) for raw in mails]]
-    assert results[0] == "parse took longer than 2 s"
-    assert results[2] == "the parser process died on this mail (exit code 3)"
+    assert results[0] == Unreadable("parse took longer than 2 s")
+    assert results[2] == Unreadable("the parser process died on this mail (exit code 3)")
     assert [r.mail.message_id for r in (results[1], results[3])] == [_message_id(mails[1]), _message_id(mails[3])]
     assert time.monotonic() - started < 60  # not the hour the poisoned mail asked for
 

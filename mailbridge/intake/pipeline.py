@@ -27,12 +27,12 @@ from multiprocessing.connection import Connection
 from mailbridge import metrics
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.errors import StorageError
-from mailbridge.intake.prepare import Prepared, PrepareOptions, Staged, prepare_mail, raw_copy
+from mailbridge.intake.prepare import Prepared, PrepareOptions, Staged, Unreadable, prepare_mail, raw_copy
 from mailbridge.logs import get_logger
 
 log = get_logger("mailbridge.intake")
 
-Prepare = Callable[[bytes, PrepareOptions], "Prepared | str"]
+Prepare = Callable[[bytes, PrepareOptions], "Prepared | Unreadable"]
 # A worker that has not said it is ready by then will not: something is broken.
 START_TIMEOUT = 120
 
@@ -50,7 +50,7 @@ class ParseWorkers:
             thread.start()
 
     def submit(self, raw: bytes) -> Future:
-        """A future of the Prepared mail (its files staged), or of the reason it cannot be read;
+        """A future of the Prepared mail (its files staged) or of why it is Unreadable;
         a StorageError when its files cannot be staged."""
         future: Future = Future()
         self._jobs.put((raw, future))
@@ -91,7 +91,7 @@ class _Worker:
         self.process: multiprocessing.process.BaseProcess | None = None
         self.connection: Connection | None = None
 
-    def prepare(self, raw: bytes) -> Prepared | str:
+    def prepare(self, raw: bytes) -> Prepared | Unreadable:
         connection = self._ready()
         try:
             connection.send_bytes(raw)
@@ -101,14 +101,14 @@ class _Worker:
             connection.send_bytes(raw)
         if not connection.poll(self.seconds):  # also wakes when the worker dies
             self._replace("timeout")
-            return f"parse took longer than {self.seconds:g} s"
+            return Unreadable(f"parse took longer than {self.seconds:g} s")
         try:
             result = connection.recv()
         except (EOFError, OSError):
             self.process.join(5)
             code = self.process.exitcode
             self._replace("died", exit_code=code)
-            return f"the parser process died on this mail (exit code {code})"
+            return Unreadable(f"the parser process died on this mail (exit code {code})")
         if isinstance(result, StorageError):
             raise result
         return result
@@ -165,7 +165,7 @@ def _stage(result: Prepared, raw: bytes, files: AttachmentStore) -> Prepared:
 
 def _serve(connection: Connection, options: PrepareOptions, files: AttachmentStore, prepare: Prepare,
            parent: int) -> None:
-    """The worker: mail in, Prepared (or a reason, or the StorageError that kept
+    """The worker: mail in, Prepared (or Unreadable, or the StorageError that kept
     it from staging its files) out, until the pipe closes."""
     _follow_parent(parent)
     connection.send("ready")

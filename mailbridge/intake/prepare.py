@@ -55,6 +55,14 @@ class Staged:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """Why a mail cannot be read (then it is quarantined, P6): the parser's word, the
+    time or size budget it broke, a parse worker that died on it, a store that refused it."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Prepared:
     mail: ParsedMail
     verdict: loops.Verdict
@@ -64,14 +72,14 @@ class Prepared:
     staged: Staged | None = None  # None: the attachments' bytes are in `mail`, the raw copy is not made yet
 
 
-def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | str:
-    """A Prepared mail, or the reason it cannot be read (then it is quarantined)."""
+def prepare_mail(raw: bytes, options: PrepareOptions) -> Prepared | Unreadable:
+    """A Prepared mail, or why it cannot be read."""
     try:
         mail = parse_mail(raw, options.max_attachment_bytes)
     except UnparseableMail as exc:
-        return str(exc)
+        return Unreadable(str(exc))
     except Exception as exc:  # a parser bug is this mail's problem, not the poll's
-        return f"parser error: {type(exc).__name__}: {exc}"
+        return Unreadable(f"parser error: {type(exc).__name__}: {exc}")
     found = classify(mail.subject, mail.new_text or mail.text, options.rules)
     if options.default_category or options.default_area:
         # The mailbox it came to says more than keywords (a billing address is about billing).

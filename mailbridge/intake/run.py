@@ -34,7 +34,7 @@ from mailbridge.config import MailboxSettings, Settings
 from mailbridge.errors import StorageError
 from mailbridge.intake.fetch import NewMail, fetch_new
 from mailbridge.intake.pipeline import ParseWorkers
-from mailbridge.intake.prepare import Prepared, PrepareOptions
+from mailbridge.intake.prepare import Prepared, PrepareOptions, Unreadable
 from mailbridge.intake.store import (
     PROCESSED,
     QUARANTINE,
@@ -191,7 +191,8 @@ class Intake:
             # Not read (not even fetched, when the server told its size): the
             # server copy waits in the quarantine folder.
             future: Future = Future()
-            future.set_result(f"larger than max_message_bytes ({limit} bytes): {announced or len(mail.raw)} bytes, not read")
+            future.set_result(Unreadable(f"larger than max_message_bytes ({limit} bytes): "
+                                         f"{announced or len(mail.raw)} bytes, not read"))
             return future
 
         def read(done: Future) -> None:
@@ -273,7 +274,7 @@ class Intake:
                 log.warning("mail.quarantined", uid=outcome.uid, ticket=outcome.ticket_id, reason=outcome.reason)
         self._move(mover, uidvalidity, [(o.uid, o.target) for o in outcomes if o.target], report)
 
-    def _store(self, raws: list[RawMail], results: list[Prepared | str]) -> list[Outcome]:
+    def _store(self, raws: list[RawMail], results: list[Prepared | Unreadable]) -> list[Outcome]:
         """One transaction for the batch; if one mail breaks it, each alone, the breaker quarantined."""
         batch = list(zip(raws, results))
         try:
@@ -291,11 +292,11 @@ class Intake:
             except StorageError:
                 raise
             except Exception as exc:
-                reason = f"could not be stored: {type(exc).__name__}: {exc}"[:300]
+                unstored = Unreadable(f"could not be stored: {type(exc).__name__}: {exc}"[:300])
                 if isinstance(result, Prepared) and result.staged is not None:  # kept with the quarantined mail
                     raw = replace(raw, raw=zlib.decompress(Path(result.staged.raw_copy).read_bytes()))
                 with self.db.session() as session:
-                    outcomes.extend(store_batch(session, self._context(), [(raw, reason)]))
+                    outcomes.extend(store_batch(session, self._context(), [(raw, unstored)]))
         return outcomes
 
     def _fetch_failures(self, mover: ImapConnection, uidvalidity: int, uids: list[int]) -> None:
@@ -310,9 +311,9 @@ class Intake:
                     give_up.append(uid)
         log.warning("mail.fetch_incomplete", folder=s.folder, uids=uids[:20], count=len(uids))
         for uid in give_up:
-            reason = f"server returned no body for UID {uid} after {MAX_FETCH_ATTEMPTS} attempts"
+            never = Unreadable(f"server returned no body for UID {uid} after {MAX_FETCH_ATTEMPTS} attempts")
             with self.db.session() as session:
-                store_batch(session, ctx, [(RawMail(s.folder, uidvalidity, uid, b""), reason)])
+                store_batch(session, ctx, [(RawMail(s.folder, uidvalidity, uid, b""), never)])
             self._move(mover, uidvalidity, [(uid, QUARANTINE)], PollReport())
 
     def _move(self, mover: ImapConnection, uidvalidity: int, targets: list[tuple[int, str]], report: PollReport) -> None:

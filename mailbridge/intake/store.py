@@ -30,7 +30,7 @@ from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.errors import StorageError
 from mailbridge.intake.form import read_form
-from mailbridge.intake.prepare import Prepared, Staged, raw_copy
+from mailbridge.intake.prepare import Prepared, Staged, Unreadable, raw_copy
 from mailbridge.outbox.render import Renderer
 from mailbridge.workflow import replies
 from mailbridge.workflow.tickets import NewTicket, TicketBook
@@ -98,7 +98,7 @@ class _Logged:
 class MailStore:
     """Writes one batch; also the thread stage's TicketIndex for that batch."""
 
-    def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | str]] = ()):
+    def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]] = ()):
         self.session = session
         self.conn = session.connection()
         self.ctx = ctx
@@ -119,7 +119,7 @@ class MailStore:
 
     # --- the batch's lookups, read once -------------------------------------
 
-    def _prefetch(self, batch: Sequence[tuple[RawMail, Prepared | str]]) -> None:
+    def _prefetch(self, batch: Sequence[tuple[RawMail, Prepared | Unreadable]]) -> None:
         c = self.conn
         for folder, uidvalidity in {(r.folder, r.uidvalidity) for r, _ in batch}:
             uids = [r.uid for r, _ in batch if (r.folder, r.uidvalidity) == (folder, uidvalidity)]
@@ -131,7 +131,7 @@ class MailStore:
                     )
                 ):
                     self.logged[(folder, uidvalidity, row.uid)] = _Logged(row.id, row.state)
-        mails = [p.mail for _, p in batch if not isinstance(p, str)]
+        mails = [p.mail for _, p in batch if isinstance(p, Prepared)]
         ids = sorted({m.message_id for m in mails})
         for part in in_chunks(ids):
             for row in c.execute(
@@ -186,12 +186,12 @@ class MailStore:
 
     # --- one mail --------------------------------------------------------------
 
-    def store(self, raw: RawMail, prepared: Prepared | str) -> Outcome:
+    def store(self, raw: RawMail, prepared: Prepared | Unreadable) -> Outcome:
         logged = self.logged.get((raw.folder, raw.uidvalidity, raw.uid))
         if logged is not None and logged.state != "retry":
             return Outcome(raw.uid, OutcomeKind.ALREADY, target="")
-        if isinstance(prepared, str):
-            return self._unparseable(raw, prepared, logged)
+        if isinstance(prepared, Unreadable):
+            return self._unparseable(raw, prepared.reason, logged)
         parsed = prepared.mail
 
         copy = self.copies.get((parsed.message_id, parsed.raw_sha256))
@@ -516,7 +516,7 @@ def message_fields(parsed: ParsedMail) -> dict:
     }
 
 
-def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | str]]) -> list[Outcome]:
+def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]]) -> list[Outcome]:
     store = MailStore(session, ctx, batch)
     outcomes = [store.store(raw, parsed) for raw, parsed in batch]
     store.finish()
@@ -537,7 +537,7 @@ def record_fetch_failure(session: Session, ctx: StoreContext, folder: str, uidva
     return row.attempts
 
 
-def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared | str, ctx: StoreContext) -> bool:
+def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared | Unreadable, ctx: StoreContext) -> bool:
     """`quarantine retry`: a mail that now parses fills in its placeholder ticket.
 
     The ticket keeps its ID (the reporter may already know it); it gets the
@@ -546,11 +546,11 @@ def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared |
     store = MailStore(session, ctx)
     entry.retried_at = ctx.now
     ticket_id = entry.ticket_id
-    if isinstance(prepared, str):
+    if isinstance(prepared, Unreadable):
         entry.status = "failed_again"
-        entry.reason = f"{entry.reason}; retry: {prepared}"[:2000]
+        entry.reason = f"{entry.reason}; retry: {prepared.reason}"[:2000]
         session.add(entry)
-        store.event(ticket_id, EventKind.QUARANTINE_RETRY_FAILED, "system", {"reason": prepared})
+        store.event(ticket_id, EventKind.QUARANTINE_RETRY_FAILED, "system", {"reason": prepared.reason})
         store.finish()
         return False
     parsed, found = prepared.mail, prepared.classification
