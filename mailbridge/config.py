@@ -10,6 +10,7 @@ keys (systemd credentials), never only from the file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -322,6 +323,28 @@ class AlarmSettings(Section):
     ops_address: str = ""  # also mailed when an alarm starts ("" : log and `check` only)
 
 
+class DeskSettings(Section):
+    """The agents' day by mail: the morning digest, the supervisors' Monday report, forwards."""
+
+    # Local time (policy.timezone) of the agents' digest on working days, and of the Monday report.
+    digest_time: str = "08:00"
+    agent_digest: bool = True  # false: no morning digest (the supervisors' report still goes)
+    # Attachments forwarded to an agent with a follow-up, in all; the rest are listed with their sizes.
+    forward_attachment_bytes: int = Field(10 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+
+    @field_validator("digest_time")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+            raise ValueError(f"not a time of day like 08:00: {value!r}")
+        return value
+
+
+class Supervisor(Section):
+    name: str
+    email: EmailAddress
+
+
 class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -347,6 +370,8 @@ class Settings(Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alarm: AlarmSettings = Field(default_factory=AlarmSettings)
+    desk: DeskSettings = Field(default_factory=DeskSettings)
+    supervisors: list[Supervisor] = Field(default_factory=list)
 
     @property
     def intake_mailboxes(self) -> list[MailboxSettings]:
