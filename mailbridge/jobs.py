@@ -34,6 +34,7 @@ from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer
 from mailbridge.outbox.send import ROUND_SECONDS, deliver_due
 from mailbridge.workflow.acknowledge import acknowledge_due, watch_deadlines
+from mailbridge.workflow.desk import send_agent_digests, send_supervisor_report
 
 log = get_logger("mailbridge.jobs")
 
@@ -48,6 +49,7 @@ class Jobs:
         self.db = db
         self.renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
         self.alarms: dict[str, bool] = {}
+        self.settled: dict = {}  # "digest"/"report" -> the day or week whose mail is queued
 
     def acknowledge(self, now: datetime) -> dict:
         report = acknowledge_due(self.db, self.settings, self.renderer, now)
@@ -127,6 +129,19 @@ class Jobs:
                                         f"[mailbridge] Alarm: {title}", text), now)
 
 
+    def digest(self, now: datetime) -> dict:
+        """The agents' morning digests. A day once settled is not asked of the database again."""
+        report = send_agent_digests(self.db, self.settings, self.renderer, now, self.settled.get("digest"))
+        if report.settled:
+            self.settled["digest"] = report.period
+        return {"digests": report.queued}
+
+    def supervisor_report(self, now: datetime) -> dict:
+        report = send_supervisor_report(self.db, self.settings, self.renderer, now, self.settled.get("report"))
+        if report.settled:
+            self.settled["report"] = report.period
+        return {"reports": report.queued}
+
     def retention(self, now: datetime) -> dict:
         report = retention_job(self.db, self.settings, now)
         return {"purged": len(report.purged), "raw_dropped": report.raw_dropped}
@@ -136,7 +151,7 @@ class Jobs:
         others. Returns what they did, and why each that failed did (by job name)."""
         result: dict = {}
         failed: dict[str, str] = {}
-        for job in (self.acknowledge, self.sla, self.retention, self.send):
+        for job in (self.acknowledge, self.sla, self.retention, self.digest, self.supervisor_report, self.send):
             result.update(_guarded(job, now, failed) or {})
         return result, failed
 
@@ -211,6 +226,15 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     scheduler.add_job(send, "interval", seconds=SEND_EVERY, id="outbox", **common)
     for seconds, job, name in ((300, jobs.sla, "sla"), (86400, jobs.retention, "retention")):
         scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
+
+    def desk() -> None:
+        # Each minute: a pure look at the clock, and the database only once the digest (or the
+        # Monday report) is due and not yet claimed; what they queue goes out at once.
+        queued = [(_guarded(job, clock()) or {}) for job in (jobs.digest, jobs.supervisor_report)]
+        if any(sum(result.values()) for result in queued):
+            send()
+
+    scheduler.add_job(desk, "interval", seconds=60, id="desk", **common)
     started = clock()
 
     def alarm(now: datetime) -> dict:

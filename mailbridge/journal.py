@@ -75,6 +75,10 @@ class EventKind(StrEnum):
     SLA_WARNING_SENT = "sla_warning.sent"
     OPS_ALARM_SENT = "ops_alarm.sent"
     OUTBOX_FAILED = "outbox.failed"
+    # the desk's scheduled mail (system events): the claim that a day's digests, or a week's
+    # report, were queued, so no second process or tick queues them again
+    AGENT_DIGEST_QUEUED = "agent_digest.queued"
+    SUPERVISOR_REPORT_QUEUED = "supervisor_report.queued"
     OUTBOX_BOUNCED = "outbox.bounced"
     # personal data
     ERASURE = "erasure"

@@ -30,6 +30,9 @@ NAMES = (
 )
 CUSTOMER = {"ack", "agent_relay", "outcome", "attachment_rejected"}
 WITH_HTML = {"ack", "outcome"}
+# The desk's mails about many tickets (no subject tag, their own variables): tests/test_desk.py.
+DESK_NAMES = ("agent_digest", "supervisor_report")
+DESK_WITH_HTML = {"supervisor_report"}
 TAG = "[CRX-000042]"
 BUDAPEST = timezone(timedelta(hours=2))
 
@@ -73,6 +76,7 @@ def env() -> Environment:
     )
     environment.filters["date"] = date_filter
     environment.filters["filesize"] = filesize_filter
+    environment.filters["day"] = environment.filters["duration"] = str  # the desk's mails (test_desk.py)
     return environment
 
 
@@ -231,11 +235,11 @@ def check(parts: dict[str, str], name: str, lang: str) -> None:
 # ---------------------------------------------------------------------------
 def test_one_file_per_notification_and_language(env):
     found = {p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.j2")}
-    assert found == {f"{lang}/{name}.j2" for lang in LANGUAGES for name in NAMES}
+    assert found == {f"{lang}/{name}.j2" for lang in LANGUAGES for name in NAMES + DESK_NAMES}
     for lang in LANGUAGES:
-        for name in NAMES:
+        for name in NAMES + DESK_NAMES:
             blocks = set(env.get_template(f"{lang}/{name}.j2").blocks)
-            assert blocks == ({"subject", "text", "html"} if name in WITH_HTML else {"subject", "text"})
+            assert blocks == ({"subject", "text", "html"} if name in WITH_HTML | DESK_WITH_HTML else {"subject", "text"})
 
 
 # ---------------------------------------------------------------------------

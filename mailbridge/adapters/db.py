@@ -114,6 +114,16 @@ def coordinated(engine: sa.Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def claim_in_transaction(conn: sa.Connection, name: str) -> bool:
+    """A claim on `name` until the transaction ends, never waiting: False when another process
+    holds it now (PostgreSQL, a transaction advisory lock). On SQLite every write transaction
+    begins IMMEDIATE, which already serialises processes: always granted."""
+    if not coordinated(conn.engine):
+        return True
+    key = int.from_bytes(hashlib.sha256(f"mailbridge claim {name}".encode()).digest()[:8], "big", signed=True)
+    return bool(conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar())
+
+
 class PollerLock:
     """One poller per mailbox across every host: a PostgreSQL session advisory lock.
 

@@ -3,8 +3,8 @@
 click gives exit 2 for usage errors and choice lists for free; ours add
 the same for config errors and unknown IDs, always as one line on stderr.
 
-The commands live by audience: `tickets` (agents), `operations` (ops), `gdpr`
-(data protection); this module is the group that holds them and `main()`.
+The commands live by audience: `tickets` (agents), `operations` (ops), `reports`
+(team leads), `gdpr` (data protection); this module is the group that holds them and `main()`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import click
 
-from mailbridge.cli import gdpr, operations, tickets
+from mailbridge.cli import gdpr, operations, reports, tickets
 from mailbridge.cli.app import App
 from mailbridge.errors import ConfigError, MailbridgeError, UsageError, error_fields
 from mailbridge.logs import configure_logging, get_logger
@@ -36,7 +36,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 # Each audience's commands under the one group (`--help` lists them by name).
-for audience in (operations, tickets, gdpr):
+for audience in (operations, tickets, reports, gdpr):
     for command in audience.COMMANDS:
         cli.add_command(command)
 

@@ -20,9 +20,11 @@ from mailbridge.models import T_MESSAGE, T_NOTIFICATION, T_OUTBOX
 from mailbridge.outbox.render import Renderer
 
 
-# Customers' notices are automatic (RFC 3834): auto-responders must not answer them.
-AUTOMATIC = frozenset({"ack", "outcome", "attachment_rejected", "agent_assigned", "sla_warning", "command_failed",
-                       "escalation", "ops_alarm"})
+# Our notices are automatic (RFC 3834): auto-responders must not answer them. One that answers
+# a mail is auto-replied; one the clock makes (a warning, a digest, a report) auto-generated.
+AUTO_REPLIED = frozenset({"ack", "outcome", "attachment_rejected", "agent_assigned", "command_failed", "escalation"})
+AUTO_GENERATED = frozenset({"sla_warning", "ops_alarm", "agent_digest", "supervisor_report"})
+AUTOMATIC = AUTO_REPLIED | AUTO_GENERATED
 INTERNAL = frozenset({"agent_assigned", "sla_warning", "command_failed", "escalation"})
 
 
@@ -65,7 +67,7 @@ def queue_mails(conn: sa.Connection, settings: Settings, mails: list[OutgoingMai
         if references:
             headers["References"] = " ".join(dict.fromkeys(references))
         if mail.template in AUTOMATIC:
-            headers["Auto-Submitted"] = "auto-replied"
+            headers["Auto-Submitted"] = "auto-generated" if mail.template in AUTO_GENERATED else "auto-replied"
         outbox_rows.append({
             "ticket_id": mail.ticket_id, "template": mail.template, "recipients": ", ".join(mail.to),
             "subject": mail.subject, "message_id": message_id, "headers": json.dumps(headers, ensure_ascii=False),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -67,6 +67,26 @@ def format_size(size: int, language: str = "en") -> str:
     return f"{size} bytes"  # pragma: no cover
 
 
+def format_day(value: date, language: str = "hu") -> str:
+    """A calendar day: "2025. június 2." / "2 June 2025"."""
+    if language == "hu":
+        return f"{value.year}. {_HU_MONTHS[value.month - 1]} {value.day}."
+    return f"{value.day} {_EN_MONTHS[value.month - 1]} {value.year}"
+
+
+def format_duration(seconds: float | None, language: str = "hu") -> str:
+    """A span as people say it, to the minute: "1 nap 4 óra" / "1 d 4 h", "25 perc" / "25 min"."""
+    if seconds is None:
+        return "-"
+    minutes = round(seconds / 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    units = ("nap", "óra", "perc") if language == "hu" else ("d", "h", "min")
+    # Beyond a day, the minutes say nothing more.
+    shown = (days, hours, 0) if days else (0, hours, minutes)
+    return " ".join(f"{n} {unit}" for n, unit in zip(shown, units) if n) or f"0 {units[2]}"
+
+
 class Renderer:
     def __init__(self, override: str = "", zone: str = "Europe/Budapest"):
         folders = [Path(override)] if override else []
@@ -91,6 +111,17 @@ class Renderer:
             return format_size(value, context.get("language", "hu"))
 
         self.env.filters["filesize"] = filesize
+
+        @jinja2.pass_context
+        def day(context: jinja2.runtime.Context, value: date) -> str:
+            return format_day(value, context.get("language", "hu"))
+
+        @jinja2.pass_context
+        def duration(context: jinja2.runtime.Context, value: float | None) -> str:
+            return format_duration(value, context.get("language", "hu"))
+
+        self.env.filters["day"] = day
+        self.env.filters["duration"] = duration
 
     def render(self, name: str, language: str, context: dict) -> Rendered:
         language = language if language in LANGUAGES else "hu"
