@@ -220,7 +220,7 @@ def test_a_worker_that_hangs_or_dies_is_replaced_and_the_others_go_on(tmp_path):
     files = AttachmentStore(tmp_path)
     files.ensure()
     started = time.monotonic()
-    with ParseWorkers(options, files, workers=1, seconds=2, prepare=_hang_on_poison) as pool:
+    with ParseWorkers(options, files, workers=1, seconds=2, max_bytes=10**6, prepare=_hang_on_poison) as pool:
         results = [future.result(timeout=120) for future in [pool.submit(raw) for raw in mails]]
     assert results[0] == Unreadable("parse took longer than 2 s")
     assert results[2] == Unreadable("the parser process died on this mail (exit code 3)")

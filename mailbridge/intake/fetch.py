@@ -60,6 +60,11 @@ class NewMail(Iterator[tuple[list[int], list[RawMail], dict[int, int]]]):
         self.batches = plan_batches({uid: min(self.announced.get(uid, 0), max_bytes) for uid in uids}, batch_size)
 
     @property
+    def mails(self) -> int:
+        """How many mails the batches not yet fetched hold."""
+        return sum(len(batch) for batch in self.batches)
+
+    @property
     def upcoming_bytes(self) -> int | None:
         """What the server announced for the next batch's mails that will be fetched; None: no more batches."""
         if not self.batches:

@@ -1,15 +1,25 @@
-"""Parse workers: every mail is read in a worker process, under a time budget.
+"""The machinery under intake's story: the fetch runs ahead of the store, and parse
+workers read each mail under a time and size budget.
 
-A mail that takes longer than its budget (`imap.parse_timeout`) gets that as
-its quarantine reason, and the worker that hung on it is killed and replaced;
-a worker that dies (a parser crash, the kernel's OOM killer) costs only the
-mail in hand. So no mail can hold a poll, whatever a parser does with it, and
-the other workers go on meanwhile. Parsing also runs beside the fetch, so both
-cores work.
+`ReadAhead` hands the poll its fetched batches, read, oldest first. It fetches
+a few batches ahead of the store, so the workers never wait on it, and the
+next one only when it fits beside the fetched mails no worker has read yet
+(`PIPELINE_BYTES`): what this process holds of a mail is its fetched bytes,
+from the fetch until a worker has read it. Parsing runs beside the fetch, so
+both cores work.
+
+`ParseWorkers` reads every mail in a worker process. A mail over
+`imap.max_message_bytes` is not read at all; one that takes longer than
+`imap.parse_timeout` gets that as its quarantine reason, and the worker that
+hung on it is killed and replaced; a worker that dies (a parser crash, the
+kernel's OOM killer) costs only the mail in hand. So no mail can hold a poll,
+whatever a parser does with it, and the other workers go on meanwhile.
 
 A worker writes what it read (each attachment, the compressed raw copy) to the
 attachment store's staging folder and sends back only the rest: the poller
-never holds a big mail's files, and the store takes them from there.
+never holds a big mail's files, and the store takes them from there. Files
+staged for a mail that is then not stored (the poll stops, or fails) are
+deleted when `ReadAhead` ends; the server copies stay for the next poll.
 """
 
 from __future__ import annotations
@@ -19,22 +29,137 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import replace
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 
 from mailbridge import metrics
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.errors import StorageError
+from mailbridge.intake.fetch import NewMail
 from mailbridge.intake.prepare import Prepared, PrepareOptions, Staged, Unreadable, prepare_mail, raw_copy
 from mailbridge.logs import get_logger
+from mailbridge.mail import RawMail
 
 log = get_logger("mailbridge.intake")
 
 Prepare = Callable[[bytes, PrepareOptions], "Prepared | Unreadable"]
 # A worker that has not said it is ready by then will not: something is broken.
 START_TIMEOUT = 120
+# Batches fetched and handed to the workers ahead of the store, at most.
+PIPELINE_BATCHES = 3
+# Fetched bytes no worker has read yet, at most (a bigger mail is fetched alone).
+PIPELINE_BYTES = 64 * 1024 * 1024
+# Worker processes for one poll, at most (and never more than the cores, or the mails).
+MAX_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class ReadBatch:
+    """One fetched batch, read: each mail and what its worker made of it, in the server's order."""
+
+    asked: list[int]  # the UIDs asked for
+    mails: list[RawMail]  # those the server gave whole, then those too large to fetch (empty)
+    results: list[Prepared | Unreadable]
+
+    @property
+    def missing(self) -> list[int]:
+        """Asked for but not given whole: recorded for a retry, the server copy left where it is."""
+        given = {mail.uid for mail in self.mails}
+        return [uid for uid in self.asked if uid not in given]
+
+
+class ReadAhead:
+    """`with ReadAhead(...) as read: for batch in read:` the new mail, batch by batch, oldest
+    first, each read by the parse workers (see above). Leaving the block early leaves what
+    was fetched but not yet stored on the server, and deletes its staged files."""
+
+    def __init__(self, batches: NewMail, options: PrepareOptions, files: AttachmentStore, *, seconds: float,
+                 max_bytes: int, fetch_beside: bool, on_read: Callable[[], None]):
+        self.batches, self.files, self.on_read = batches, files, on_read
+        workers = min(os.cpu_count() or 1, MAX_WORKERS, batches.mails)
+        self.workers = ParseWorkers(options, files, workers, seconds, max_bytes)
+        # One connection cannot fetch and move at once: then the fetch runs in turn, in this thread.
+        self.fetcher: Executor = ThreadPoolExecutor(max_workers=1) if fetch_beside else _Inline()
+        # Fetched and handed to the workers, oldest first: (asked, mails, futures of their results).
+        self.pending: deque[tuple[list[int], list[RawMail], list[Future]]] = deque()
+        self.current: list[Future] = []  # the batch in the store's hands
+        # What the poll reports.
+        self.fetched = 0
+        self.waited_fetch = 0.0
+        self.waited_prepare = 0.0
+
+    def __enter__(self) -> "ReadAhead":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.fetcher.shutdown()  # a fetch under way ends first
+            self.workers.close()
+        finally:
+            # Read but not stored (the poll stopped, or failed): their staged files go.
+            for futures in (self.current, *(futures for _, _, futures in self.pending)):
+                self._discard_staged(futures)
+
+    def __iter__(self) -> Iterator[ReadBatch]:
+        ahead: Future | None = None
+        while True:
+            ahead = ahead or self._fetch_if_room()
+            while ahead is not None and len(self.pending) < PIPELINE_BATCHES:
+                started = time.perf_counter()
+                fetched = ahead.result()
+                self.waited_fetch += time.perf_counter() - started
+                ahead = None
+                if fetched is None:
+                    break
+                self._hand_to_workers(*fetched)
+                ahead = self._fetch_if_room()  # fetched while the workers read and the store writes
+            if not self.pending:
+                return
+            asked, mails, self.current = self.pending.popleft()
+            started = time.perf_counter()
+            results = [future.result() for future in self.current]
+            self.waited_prepare += time.perf_counter() - started
+            yield ReadBatch(asked, mails, results)
+            self._discard_staged(self.current)  # what the store adopted is gone from there already
+            self.current = []
+
+    def _fetch_if_room(self) -> Future | None:
+        """The next batch's fetch, started if it fits beside the fetched mails no worker has read yet."""
+        upcoming = self.batches.upcoming_bytes
+        if upcoming is None:
+            return None
+        unread = sum(len(mail.raw) for _, mails, _ in self.pending for mail in mails)
+        if unread and unread + upcoming > PIPELINE_BYTES:
+            return None
+        return self.fetcher.submit(next, self.batches, None)
+
+    def _hand_to_workers(self, asked: list[int], mails: list[RawMail], too_large: dict[int, int]) -> None:
+        mails += [RawMail(self.batches.folder, self.batches.uidvalidity, uid, b"") for uid in too_large]
+        self.fetched += len(mails)
+        self.pending.append((asked, mails, [self._read(mails, i, too_large.get(mail.uid))
+                                            for i, mail in enumerate(mails)]))
+
+    def _read(self, mails: list[RawMail], index: int, size: int | None) -> Future:
+        def read(done: Future) -> None:
+            if not done.cancelled() and done.exception() is None and isinstance(done.result(), Prepared):
+                # Its raw copy is staged: the fetched bytes can go (restored from the copy if
+                # it must be quarantined). In place: the batch in `pending` holds this list.
+                mails[index] = replace(mails[index], raw=b"")
+            self.on_read()  # each mail read is a sign of life
+
+        future = self.workers.submit(mails[index].raw, size)
+        future.add_done_callback(read)
+        return future
+
+    def _discard_staged(self, futures: list[Future]) -> None:
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                result = future.result()
+                if isinstance(result, Prepared) and result.staged is not None:
+                    self.files.discard(result.staged.paths())
 
 
 class ParseWorkers:
@@ -42,17 +167,25 @@ class ParseWorkers:
     What they read is staged in `files` (see above)."""
 
     def __init__(self, options: PrepareOptions, files: AttachmentStore, workers: int, seconds: float,
-                 prepare: Prepare = prepare_mail):
+                 max_bytes: int, prepare: Prepare = prepare_mail):
+        self.max_bytes = max_bytes
         self._jobs: queue.SimpleQueue[tuple[bytes, Future] | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._feed, args=(_Worker(options, files, seconds, prepare),),
                                           name=f"parse-worker-{i}", daemon=True) for i in range(max(1, workers))]
         for thread in self._threads:
             thread.start()
 
-    def submit(self, raw: bytes) -> Future:
+    def submit(self, raw: bytes, size: int | None = None) -> Future:
         """A future of the Prepared mail (its files staged) or of why it is Unreadable;
-        a StorageError when its files cannot be staged."""
+        a StorageError when its files cannot be staged. `size`: what the server announced
+        for a mail it was not asked to give (over the size budget)."""
         future: Future = Future()
+        size = size or len(raw)
+        if size > self.max_bytes:
+            # Not read (not even fetched, when the server told its size): the server copy waits in the quarantine folder.
+            future.set_result(Unreadable(f"larger than max_message_bytes ({self.max_bytes} bytes): {size} bytes, "
+                                         "not read"))
+            return future
         self._jobs.put((raw, future))
         return future
 
@@ -200,3 +333,15 @@ def _follow_parent(pid: int) -> None:
                 pass
 
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
+class _Inline(Executor):
+    """Fetches in this thread, when one connection must both fetch and move."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future

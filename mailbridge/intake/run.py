@@ -1,39 +1,35 @@
-"""Intake, top to bottom: fetch -> parse -> screen -> classify -> thread -> store,
-and only then does the server copy move.
+"""Intake, top to bottom: fetch -> prepare (parse, screen, classify) -> store -> move.
 
 Exactly-once rests on one order: a batch is committed (intake log keyed by
 UIDVALIDITY + UID, raw message, ticket rows) before its server copies move.
 A crash before the commit re-fetches the UIDs; a crash after it finds them
-in the log and only finishes the move. Parsing runs in worker processes
-(`pipeline.py`) while the next batch is fetched, each mail within its time
-budget; a mail over `max_message_bytes` is not fetched at all.
+in the log and only finishes the move.
 
-Memory: what this process holds of a mail is its fetched bytes, from the fetch
-until a worker has read it (the worker stages its files and raw copy, see
-`pipeline.py`); the next batch is fetched only when it fits beside those.
+The fetch runs a few batches ahead of the store and parse workers read each
+mail within its time and size budget (`pipeline.py`, which also keeps what
+this process holds of fetched mail bounded); a mail over `max_message_bytes`
+is not fetched at all.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
-from collections import deque
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlmodel import col, func, select, update
 
+from mailbridge import metrics
 from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.adapters.imap import ImapConnection
 from mailbridge.config import MailboxSettings, Settings
 from mailbridge.errors import StorageError
-from mailbridge.intake.fetch import NewMail, fetch_new
-from mailbridge.intake.pipeline import ParseWorkers
+from mailbridge.intake.fetch import fetch_new
+from mailbridge.intake.pipeline import ReadAhead
 from mailbridge.intake.prepare import Prepared, PrepareOptions, Unreadable
 from mailbridge.intake.store import (
     PROCESSED,
@@ -43,16 +39,18 @@ from mailbridge.intake.store import (
     record_fetch_failure,
     store_batch,
 )
-from mailbridge import metrics
 from mailbridge.logs import get_logger
-from mailbridge.outbox.render import Renderer
 from mailbridge.mail import OutcomeKind, RawMail
 from mailbridge.models import IntakeLog
+from mailbridge.outbox.render import Renderer
 
 log = get_logger("mailbridge.intake")
 
 MAILBOX = "default"
 MAX_FETCH_ATTEMPTS = 5
+# Staged files older than this are a killed poller's leftovers: no mail is in
+# hand that long (parse_timeout is at most 10 minutes).
+STAGED_FILES_LIVE = 3600
 
 
 @dataclass
@@ -79,14 +77,6 @@ class PollReport:
         return sum(n for kind, n in self.outcomes.items() if kind != OutcomeKind.ALREADY)
 
 
-PIPELINE_BATCHES = 3
-# Fetched bytes no worker has read yet, at most (a bigger mail is fetched alone).
-PIPELINE_BYTES = 64 * 1024 * 1024
-# Staged files older than this are a killed poller's leftovers: no mail is in
-# hand that long (parse_timeout is at most 10 minutes).
-STAGED_FILES_LIVE = 3600
-
-
 class Intake:
     """One mailbox's intake: holds the connections for the length of a poll."""
 
@@ -102,67 +92,33 @@ class Intake:
         self.stopping = False  # set by SIGTERM: finish the batch in hand, then stop
         self.on_batch: Callable[[], None] = lambda: None  # the daemon's watchdog heartbeat
 
-    def _context(self) -> StoreContext:
-        return StoreContext(self.settings, self.files, self.mailbox, self.clock(), self.renderer)
-
     def poll(self, imap: ImapConnection, mover: ImapConnection | None = None) -> PollReport:
         """One pass over new mail. `mover` is a second connection, so moves don't wait on fetches."""
-        s = self.box
-        mover = mover or imap
-        report = PollReport()
-        self.files.ensure()
-        if swept := self.files.sweep_staging(STAGED_FILES_LIVE):
-            log.info("intake.staged_files_swept", count=swept)
+        s, mover, report = self.box, mover or imap, PollReport()
+        self._sweep_staged_files()
         state = imap.select(s.folder)
         if mover is not imap:
             mover.select(s.folder)
         self._finish_pending_moves(mover, state.uidvalidity, report)
 
-        last_uid, retry_uids = self._high_water_mark(state.uidvalidity)
-        new_uids = imap.uids_after(last_uid)
-        uids = sorted(set(retry_uids) | set(new_uids))
+        uids = self._new_uids(imap, state.uidvalidity)
         if not uids:
             log.debug("intake.idle", folder=s.folder)
             metrics.record_poll(self.settings.storage.path, self.mailbox, self.clock())
             return report
-        log.info("mail.fetching", folder=s.folder, count=len(uids), after_uid=last_uid)
+        new_mail = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size, s.max_message_bytes)
+        with ReadAhead(new_mail, PrepareOptions.from_settings(self.settings, s), self.files, seconds=s.parse_timeout,
+                       max_bytes=s.max_message_bytes, fetch_beside=mover is not imap, on_read=self.on_batch) as read:
+            for batch in read:
+                outcomes = self._store(batch.mails, batch.results, report)
+                if batch.missing:
+                    self._fetch_failures(mover, state.uidvalidity, batch.missing)
+                self._move(mover, state.uidvalidity, [(o.uid, o.target) for o in outcomes if o.target], report)
+                self.on_batch()
+                if self.stopping:
+                    break  # what was fetched but not stored stays on the server for the next poll
+        report.fetched, report.waited_fetch, report.waited_prepare = read.fetched, read.waited_fetch, read.waited_prepare
 
-        options = PrepareOptions.from_settings(self.settings, self.box)
-        # One connection cannot fetch and move at once: then fetch in turn.
-        fetcher: Executor = ThreadPoolExecutor(max_workers=1) if mover is not imap else _Inline()
-        workers = min(os.cpu_count() or 1, 4, len(uids))
-        batches = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size, s.max_message_bytes)
-        # Batches fetched and handed to the workers, oldest first: a few ahead
-        # of the store, so the workers never wait on it (bounded in bytes).
-        pending: deque[tuple[list[int], list[RawMail], list[Future]]] = deque()
-        try:
-            with ParseWorkers(options, self.files, workers, s.parse_timeout) as pool, fetcher:
-                ahead: Future | None = None
-                while True:
-                    ahead = ahead or self._fetch_if_room(fetcher, batches, pending)
-                    while ahead is not None and len(pending) < PIPELINE_BATCHES:
-                        started = time.perf_counter()
-                        fetched = ahead.result()
-                        report.waited_fetch += time.perf_counter() - started
-                        ahead = None
-                        if fetched is None:
-                            break
-                        asked, raws, too_large = fetched
-                        raws += [RawMail(s.folder, state.uidvalidity, uid, b"") for uid in too_large]
-                        report.fetched += len(raws)
-                        pending.append((asked, raws, [self._prepare(pool, raws, i, too_large.get(raw.uid))
-                                                      for i, raw in enumerate(raws)]))
-                        ahead = self._fetch_if_room(fetcher, batches, pending)
-                    if not pending:
-                        break
-                    self._store_and_move(mover, state.uidvalidity, *pending.popleft(), report)
-                    self.on_batch()
-                    if self.stopping:
-                        break  # what was fetched but not stored stays on the server for the next poll
-        finally:
-            # Read but not stored (stopping, or a fault): their staged files go; the server copies stay.
-            for _, _, futures in pending:
-                self._discard_staged(futures)
         log.info("intake.polled", folder=s.folder, fetched=report.fetched, moved=report.moved, **report.outcomes,
                  **report.timings())
         for outcome, count in report.outcomes.items():
@@ -172,48 +128,16 @@ class Intake:
 
     # --- steps ---------------------------------------------------------------
 
-    @staticmethod
-    def _fetch_if_room(fetcher: Executor, batches: NewMail,
-                       pending: deque[tuple[list[int], list[RawMail], list[Future]]]) -> Future | None:
-        """The next batch's fetch, started if it fits beside the fetched mails no worker has read yet."""
-        upcoming = batches.upcoming_bytes
-        if upcoming is None:
-            return None
-        unread = sum(len(raw.raw) for _, raws, _ in pending for raw in raws)
-        if unread and unread + upcoming > PIPELINE_BYTES:
-            return None
-        return fetcher.submit(next, batches, None)
+    def _context(self) -> StoreContext:
+        return StoreContext(self.settings, self.files, self.mailbox, self.clock(), self.renderer)
 
-    def _prepare(self, pool: ParseWorkers, raws: list[RawMail], index: int, announced: int | None) -> Future:
-        """A future of the prepared mail or of why it cannot be read."""
-        mail, limit = raws[index], self.box.max_message_bytes
-        if announced or len(mail.raw) > limit:
-            # Not read (not even fetched, when the server told its size): the
-            # server copy waits in the quarantine folder.
-            future: Future = Future()
-            future.set_result(Unreadable(f"larger than max_message_bytes ({limit} bytes): "
-                                         f"{announced or len(mail.raw)} bytes, not read"))
-            return future
+    def _sweep_staged_files(self) -> None:
+        self.files.ensure()
+        if swept := self.files.sweep_staging(STAGED_FILES_LIVE):
+            log.info("intake.staged_files_swept", count=swept)
 
-        def read(done: Future) -> None:
-            if not done.cancelled() and done.exception() is None and isinstance(done.result(), Prepared):
-                # Its raw copy is staged: the fetched bytes can go (restored from the copy if
-                # it must be quarantined). In place: the poll loop holds this list.
-                raws[index] = replace(raws[index], raw=b"")
-            self.on_batch()  # each mail read is a sign of life
-
-        future = pool.submit(mail.raw)
-        future.add_done_callback(read)
-        return future
-
-    def _discard_staged(self, futures: list[Future]) -> None:
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                result = future.result()
-                if isinstance(result, Prepared) and result.staged is not None:
-                    self.files.discard(result.staged.paths())
-
-    def _high_water_mark(self, uidvalidity: int) -> tuple[int, list[int]]:
+    def _new_uids(self, imap: ImapConnection, uidvalidity: int) -> list[int]:
+        """What the server holds above our high-water mark, and what failed to fetch before."""
         s = self.box
         with self.db.session() as session:
             last = session.exec(
@@ -227,7 +151,10 @@ class Intake:
                     IntakeLog.uidvalidity == uidvalidity, IntakeLog.state == "retry",
                 )
             ).all()
-        return int(last or 0), list(retry)
+        uids = sorted(set(retry) | set(imap.uids_after(int(last or 0))))
+        if uids:
+            log.info("mail.fetching", folder=s.folder, count=len(uids), after_uid=int(last or 0))
+        return uids
 
     def _finish_pending_moves(self, mover: ImapConnection, uidvalidity: int, report: PollReport) -> None:
         """Copies committed but not yet moved (a crash between the two): move them now."""
@@ -253,29 +180,18 @@ class Intake:
             report.retried_moves = len(pending)
             self._move(mover, uidvalidity, [(uid, target) for uid, target in pending], report)
 
-    def _store_and_move(self, mover: ImapConnection, uidvalidity: int, asked: list[int], raws: list[RawMail],
-                        futures: list[Future], report: PollReport) -> None:
+    def _store(self, raws: list[RawMail], results: list[Prepared | Unreadable], report: PollReport) -> list[Outcome]:
+        """One transaction for the batch; if one mail breaks it, each alone, the breaker quarantined."""
         started = time.perf_counter()
-        try:
-            results = [future.result() for future in futures]
-            report.waited_prepare += time.perf_counter() - started
-            started = time.perf_counter()
-            outcomes = self._store(raws, results)
-            report.storing += time.perf_counter() - started
-        finally:
-            self._discard_staged(futures)  # what the store adopted is gone from there already
-        returned = {r.uid for r in raws}
-        missing = [uid for uid in asked if uid not in returned]
-        if missing:
-            self._fetch_failures(mover, uidvalidity, missing)
+        outcomes = self._store_batch(raws, results)
+        report.storing += time.perf_counter() - started
         for outcome in outcomes:
             report.count(outcome)
             if outcome.kind == OutcomeKind.QUARANTINED:
                 log.warning("mail.quarantined", uid=outcome.uid, ticket=outcome.ticket_id, reason=outcome.reason)
-        self._move(mover, uidvalidity, [(o.uid, o.target) for o in outcomes if o.target], report)
+        return outcomes
 
-    def _store(self, raws: list[RawMail], results: list[Prepared | Unreadable]) -> list[Outcome]:
-        """One transaction for the batch; if one mail breaks it, each alone, the breaker quarantined."""
+    def _store_batch(self, raws: list[RawMail], results: list[Prepared | Unreadable]) -> list[Outcome]:
         batch = list(zip(raws, results))
         try:
             with self.db.session() as session:
@@ -334,15 +250,3 @@ class Intake:
                 )
             report.moved += len(uids)
             report.moving += time.perf_counter() - started
-
-
-class _Inline(Executor):
-    """Fetches in this thread, when one connection must both fetch and move."""
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
