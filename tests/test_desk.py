@@ -449,3 +449,19 @@ def test_two_hosts_ticking_at_once_send_each_digest_and_report_once(mailbox, smt
     reports = [str(m["To"]) for m in smtp_sink.messages if "Heti jelentés" in m["Subject"]]
     assert sorted(digests) == sorted([ANNA, PETER])
     assert sorted(reports) == sorted(s["email"] for s in SUPERVISORS)
+
+
+def test_erasing_a_customer_takes_their_line_out_of_a_digest_and_leaves_the_others(mailbox, smtp_sink, desk):
+    """SPEC, Data protection: digests are copies derived from the person's data too."""
+    theirs = open_by_phone(desk, "Hibás számla Kovács Józsefnek", "Kovács József", "kovacs.jozsef@example.hu")
+    other = open_by_phone(desk, "Visszahívást kér", "Horváth Ödön", "odon@example.hu")
+    morning = local(next_day(lambda d: is_working_day(d, "HU")), 8, 30)
+    assert "1 digests" in desk("tick", "--at", morning.isoformat()).stdout
+    [(before,)] = sql(desk, "SELECT body_text FROM outbox WHERE template = 'agent_digest'")
+    assert "Kovács József" in before and "Hibás számla" in before
+    desk("gdpr", "erase", "kovacs.jozsef@example.hu", "--yes")
+    [(after,)] = sql(desk, "SELECT body_text FROM outbox WHERE template = 'agent_digest'")
+    assert "Kovács" not in after and "kovacs.jozsef" not in after and "Hibás számla" not in after
+    assert f"[{theirs}]" in after  # the ticket stays countable, by its ID
+    other_lines = [line for line in before.splitlines() if other in line or "Horváth" in line or "odon@" in line]
+    assert other_lines and all(line in after.splitlines() for line in other_lines)

@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -287,8 +288,13 @@ def _collect(conn: sa.Connection, settings: Settings, email: str, pseudonym: str
                 values.update(status="failed", last_error=CANCELLED)  # never sent to a pseudonym
             change(T_OUTBOX, row, **values)
         else:
+            body = mentions.replace(row.body_text)
+            if row.template == "agent_digest" and reported:
+                # An agent's digest lists a ticket as "[ID] subject" on a line: theirs keep the ID.
+                tags = "|".join(re.escape(f"[{ref(t)}]") for t in sorted(reported))
+                body = re.sub(rf"(?m)^(\s*)({tags}) .*$", lambda m: m.group(1) + placeholder(m.group(2)[1:-1]), body)
             change(T_OUTBOX, row, recipients=recipients, subject=mentions.replace(row.subject),
-                   body_text=mentions.replace(row.body_text), body_html=mentions.replace(row.body_html),
+                   body_text=body, body_html=mentions.replace(row.body_html),
                    headers=mentions.replace(row.headers), last_error=mentions.replace(row.last_error))
 
     for row in conn.execute(sa.select(T_NOTIFICATION).where(sa.or_(
