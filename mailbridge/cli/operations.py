@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import zlib
 from datetime import datetime, timezone
 
 import click
@@ -14,7 +13,7 @@ import click
 from mailbridge.cli.app import ROW_NUMBER, App, pass_app, parse_time
 from mailbridge.cli.output import table
 from mailbridge.config import Settings, config_path, load_settings
-from mailbridge.errors import MailbridgeError, UsageError
+from mailbridge.errors import MailbridgeError
 from mailbridge.logs import configure_logging
 
 
@@ -140,36 +139,12 @@ def quarantine_list(app: App, as_json: bool) -> None:
 @pass_app
 def quarantine_retry(app: App, entry_id: int | None) -> None:
     """Re-read quarantined mail once (all waiting ones, or ID)."""
-    from sqlmodel import select
+    from mailbridge.intake.run import Intake
+    from mailbridge.mail import OutcomeKind
 
-    from mailbridge.adapters.files import AttachmentStore
-    from mailbridge.intake.prepare import PrepareOptions, prepare_mail
-    from mailbridge.intake.store import StoreContext, reread_quarantined
-    from mailbridge.models import Quarantine, RawMessage, Message
-
-    db = app.ready_db()
-    with db.session() as session:
-        if entry_id is not None:
-            entry = session.get(Quarantine, entry_id)
-            if entry is None:
-                raise UsageError(f"no such quarantine entry: {entry_id}")
-            ids = [entry_id]
-        else:
-            ids = list(session.exec(select(Quarantine.id).where(Quarantine.status == "waiting")).all())
-    fixed = failed = 0
-    for qid in ids:
-        with db.session() as session:
-            entry = session.get(Quarantine, qid)
-            message = session.get(Message, entry.message_pk)
-            raw_row = session.get(RawMessage, message.raw_id) if message and message.raw_id else None
-            raw = zlib.decompress(raw_row.data) if raw_row else b""
-            result = prepare_mail(raw, PrepareOptions.from_settings(app.settings))
-            ctx = StoreContext(app.settings, AttachmentStore(app.settings.storage.path), "default", datetime.now(timezone.utc))
-            if reread_quarantined(session, entry, result, ctx):
-                fixed += 1
-            else:
-                failed += 1
-    click.echo(f"retried {len(ids)}: {fixed} read now, {failed} still unreadable")
+    report = Intake(app.settings, app.ready_db()).retry_quarantined(entry_id)
+    unreadable = report.outcomes.get(OutcomeKind.QUARANTINED, 0)
+    click.echo(f"retried {report.fetched}: {report.fetched - unreadable} read now, {unreadable} still unreadable")
 
 
 @click.group("db")

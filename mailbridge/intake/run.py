@@ -8,7 +8,8 @@ in the log and only finishes the move.
 The fetch runs a few batches ahead of the store and parse workers read each
 mail within its time and size budget (`pipeline.py`, which also keeps what
 this process holds of fetched mail bounded); a mail over `max_message_bytes`
-is not fetched at all.
+is not fetched at all. `quarantine retry` reads a quarantined mail's kept copy
+with the same workers and stores it with the same store as a first read.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from itertools import groupby
 from pathlib import Path
 
 from sqlmodel import col, func, select, update
@@ -27,15 +29,18 @@ from mailbridge.adapters.db import Database
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.adapters.imap import ImapConnection
 from mailbridge.config import MailboxSettings, Settings
-from mailbridge.errors import StorageError
+from mailbridge.errors import StorageError, UsageError
 from mailbridge.intake.fetch import fetch_new
-from mailbridge.intake.pipeline import ReadAhead
+from mailbridge.intake.pipeline import ParseWorkers, ReadAhead
 from mailbridge.intake.prepare import Prepared, PrepareOptions, Unreadable
 from mailbridge.intake.store import (
     PROCESSED,
     QUARANTINE,
     Outcome,
+    Quarantined,
     StoreContext,
+    kept_copy,
+    quarantined,
     record_fetch_failure,
     store_batch,
 )
@@ -126,6 +131,23 @@ class Intake:
         metrics.record_poll(self.settings.storage.path, self.mailbox, self.clock())
         return report
 
+    def retry_quarantined(self, entry_id: int | None = None) -> PollReport:
+        """`quarantine retry`: every waiting entry (or the one asked for), its kept copy read by
+        the parse workers under its mailbox's budget and stored as on a first read (P6)."""
+        with self.db.session() as session:
+            entries = quarantined(session, entry_id)
+        if entry_id is not None and not entries:
+            raise UsageError(f"no such quarantine entry: {entry_id}")
+        report = PollReport()
+        boxes = {box.name: box for box in self.settings.intake_mailboxes}
+        for name, group in groupby(sorted(entries, key=lambda e: (e.mailbox, e.id)), key=lambda e: e.mailbox):
+            box = boxes.get(name, self.box)
+            options = PrepareOptions.from_settings(self.settings, box)
+            with ParseWorkers(options, self.files, 1, box.parse_timeout, box.max_message_bytes) as workers:
+                for entry in group:
+                    self._retry(entry, workers, report)
+        return report
+
     # --- steps ---------------------------------------------------------------
 
     def _context(self) -> StoreContext:
@@ -180,10 +202,12 @@ class Intake:
             report.retried_moves = len(pending)
             self._move(mover, uidvalidity, [(uid, target) for uid, target in pending], report)
 
-    def _store(self, raws: list[RawMail], results: list[Prepared | Unreadable], report: PollReport) -> list[Outcome]:
-        """One transaction for the batch; if one mail breaks it, each alone, the breaker quarantined."""
+    def _store(self, raws: list[RawMail], results: list[Prepared | Unreadable], report: PollReport,
+               again: Quarantined | None = None) -> list[Outcome]:
+        """One transaction for the batch; if one mail breaks it, each alone, the breaker quarantined.
+        `again`: the batch is this quarantine entry's mail, read again."""
         started = time.perf_counter()
-        outcomes = self._store_batch(raws, results)
+        outcomes = self._store_batch(raws, results, again)
         report.storing += time.perf_counter() - started
         for outcome in outcomes:
             report.count(outcome)
@@ -191,11 +215,12 @@ class Intake:
                 log.warning("mail.quarantined", uid=outcome.uid, ticket=outcome.ticket_id, reason=outcome.reason)
         return outcomes
 
-    def _store_batch(self, raws: list[RawMail], results: list[Prepared | Unreadable]) -> list[Outcome]:
+    def _store_batch(self, raws: list[RawMail], results: list[Prepared | Unreadable],
+                     again: Quarantined | None) -> list[Outcome]:
         batch = list(zip(raws, results))
         try:
             with self.db.session() as session:
-                return store_batch(session, self._context(), batch)
+                return store_batch(session, self._context(), batch, again)
         except StorageError:
             raise  # the database itself is unwell: stop, leave the server copies, retry later
         except Exception:
@@ -204,7 +229,7 @@ class Intake:
         for raw, result in batch:
             try:
                 with self.db.session() as session:
-                    outcomes.extend(store_batch(session, self._context(), [(raw, result)]))
+                    outcomes.extend(store_batch(session, self._context(), [(raw, result)], again))
             except StorageError:
                 raise
             except Exception as exc:
@@ -212,8 +237,19 @@ class Intake:
                 if isinstance(result, Prepared) and result.staged is not None:  # kept with the quarantined mail
                     raw = replace(raw, raw=zlib.decompress(Path(result.staged.raw_copy).read_bytes()))
                 with self.db.session() as session:
-                    outcomes.extend(store_batch(session, self._context(), [(raw, unstored)]))
+                    outcomes.extend(store_batch(session, self._context(), [(raw, unstored)], again))
         return outcomes
+
+    def _retry(self, entry: Quarantined, workers: ParseWorkers, report: PollReport) -> None:
+        with self.db.session() as session:
+            raw = kept_copy(session, entry)
+        report.fetched += 1
+        result = workers.submit(raw.raw).result()
+        try:
+            self._store([raw], [result], report, again=entry)
+        finally:
+            if isinstance(result, Prepared) and result.staged is not None:
+                self.files.discard(result.staged.paths())  # what the store adopted is gone from there already
 
     def _fetch_failures(self, mover: ImapConnection, uidvalidity: int, uids: list[int]) -> None:
         """The server answered without a body: retried next poll, quarantined after a few tries."""

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from mailbridge.intake.form import read_form
 from mailbridge.intake.prepare import Prepared, Staged, Unreadable, raw_copy
 from mailbridge.outbox.render import Renderer
 from mailbridge.workflow import replies
+from mailbridge.workflow.actions import merge_tickets
 from mailbridge.workflow.tickets import NewTicket, TicketBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
 from mailbridge.journal import EventKind
@@ -86,7 +88,23 @@ class StoreContext:
     files: AttachmentStore
     mailbox: str
     now: datetime
-    renderer: Renderer | None = None  # None: no agent is assigned (and told) here
+    renderer: Renderer  # agents are assigned and told, agents' mail acts: on a first read and a retry alike
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A quarantine entry (P6) whose mail `quarantine retry` reads again."""
+
+    id: int
+    message_pk: int  # its message row, recorded when it came
+    ticket_id: int | None  # the ticket opened for it then
+    placeholder: int | None  # that ticket, while it can still become the mail's (not merged away since)
+    reason: str
+    mailbox: str  # where it came from, as the intake log has it ("" if it has none)
+    folder: str
+    uidvalidity: int
+    uid: int
+    raw_id: int | None  # its raw copy, if one is held
 
 
 @dataclass
@@ -187,19 +205,38 @@ class MailStore:
     # --- one mail --------------------------------------------------------------
 
     def store(self, raw: RawMail, prepared: Prepared | Unreadable) -> Outcome:
+        """A server copy taken in: its rows, the intake log's word that it is, and what became of it."""
         logged = self.logged.get((raw.folder, raw.uidvalidity, raw.uid))
         if logged is not None and logged.state != "retry":
             return Outcome(raw.uid, OutcomeKind.ALREADY, target="")
         if isinstance(prepared, Unreadable):
             return self._unparseable(raw, prepared.reason, logged)
-        parsed = prepared.mail
+        outcome, message_pk = self._take_in(raw, prepared)
+        held = "copy of a message already held" if outcome.kind == OutcomeKind.DUPLICATE else ""
+        self._log_intake(raw, logged, message_pk, "stored", outcome.target, held)
+        return outcome
 
+    def store_again(self, again: Quarantined, raw: RawMail, prepared: Prepared | Unreadable) -> Outcome:
+        """`quarantine retry`: the mail of a quarantine entry, read again, taken in as on a first
+        read, into the rows it has (its message, the ticket opened for it); the server copy stays
+        in the quarantine folder."""
+        if isinstance(prepared, Unreadable):
+            return self._unreadable_again(again, raw, prepared.reason)
+        outcome, _ = self._take_in(raw, prepared, again)
+        self._settle_placeholder(again, outcome.ticket_id)
+        self.conn.execute(sa.update(T_QUARANTINE).where(T_QUARANTINE.c.id == again.id)
+                          .values(status="retried", retried_at=self.ctx.now))
+        self.event(again.ticket_id, EventKind.QUARANTINE_RETRIED, "system", {"quarantine": again.id})
+        return replace(outcome, target="")
+
+    def _take_in(self, raw: RawMail, prepared: Prepared, again: Quarantined | None = None) -> tuple[Outcome, int]:
+        """Rows for a mail that could be read, and the acting it causes: (what became of it, its message)."""
+        parsed = prepared.mail
         copy = self.copies.get((parsed.message_id, parsed.raw_sha256))
-        if copy is not None:
+        if copy is not None and (again is None or copy[0] != again.message_pk):
             message_pk, ticket_id, kind = copy
             target = QUARANTINE if kind == "unparseable" else PROCESSED
-            self._log_intake(raw, logged, message_pk, "stored", target, "copy of a message already held")
-            return Outcome(raw.uid, OutcomeKind.DUPLICATE, ticket_id, target)
+            return Outcome(raw.uid, OutcomeKind.DUPLICATE, ticket_id, target), message_pk
 
         verdict = prepared.verdict
         rules = prepared.rules
@@ -208,18 +245,17 @@ class MailStore:
             kind = OutcomeKind.SPAM if rules.spam else OutcomeKind.IGNORED
             verdict = loops.Verdict.automatic(f"{kind}: {', '.join(rules.matched)}")
             raw_id = self._keep_raw(parsed.raw_sha256, parsed.raw_size, raw.raw, prepared.staged)
-            message_pk = self._message(parsed, None, str(kind), raw_id, verdict.reason)
+            message_pk = self._message(parsed, None, str(kind), raw_id, verdict.reason, again)
             self.attachments(parsed, message_pk, None, prepared.staged)
             self.event(None, EventKind.mail(kind), "system", {"rules": list(rules.matched), "message": message_pk})
-            self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
-            return Outcome(raw.uid, kind, None, PROCESSED, verdict.reason)
+            return Outcome(raw.uid, kind, None, PROCESSED, verdict.reason), message_pk
         match = match_ticket(parsed, self, self.prefix)
         raw_id = self._keep_raw(parsed.raw_sha256, parsed.raw_size, raw.raw, prepared.staged)
 
         role = ""
         report: bounces.BounceVerdict | None = None
         if verdict.is_person:
-            outcome_kind, ticket_id, role = self._person_mail(prepared, match)
+            outcome_kind, ticket_id, role = self._person_mail(prepared, match, again.placeholder if again else None)
             kind = _KIND_OF_ROLE.get(role, "customer")
         elif verdict.kind == loops.VerdictKind.BOUNCE:
             # Only a report about a message we sent to whom it names acts; any other is automatic mail.
@@ -232,7 +268,7 @@ class MailStore:
         else:
             outcome_kind, ticket_id, kind = OutcomeKind(verdict.kind), match.ticket_id, str(verdict.kind)
 
-        message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason)
+        message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason, again)
         self.attachments(parsed, message_pk, ticket_id, prepared.staged)
         if ticket_id is not None and role in senders.STAFF and self.book.casework is not None:
             self._flush_attachments()  # the agent's files travel on with the relay or escalation
@@ -245,8 +281,7 @@ class MailStore:
         elif not verdict.is_person:
             self.event(ticket_id, EventKind.mail(verdict.kind), parsed.sender.email or "system",
                        {"reason": verdict.reason, "message": message_pk})
-        self._log_intake(raw, logged, message_pk, "stored", PROCESSED)
-        return Outcome(raw.uid, outcome_kind, ticket_id, PROCESSED, verdict.reason)
+        return Outcome(raw.uid, outcome_kind, ticket_id, PROCESSED, verdict.reason), message_pk
 
     def _unparseable(self, raw: RawMail, reason: str, logged: _Logged | None) -> Outcome:
         """P6: even a mail nobody can read becomes a ticket, flagged for a person."""
@@ -272,13 +307,39 @@ class MailStore:
         self._log_intake(raw, logged, message_pk, "quarantined", QUARANTINE, reason)
         return Outcome(raw.uid, OutcomeKind.QUARANTINED, ticket_id, QUARANTINE, reason)
 
+    def _unreadable_again(self, again: Quarantined, raw: RawMail, reason: str) -> Outcome:
+        """A retry that could not read the mail either: the entry says so, and nothing else changes."""
+        self.conn.execute(sa.update(T_QUARANTINE).where(T_QUARANTINE.c.id == again.id).values(
+            status="failed_again", retried_at=self.ctx.now, reason=f"{again.reason}; retry: {reason}"[:2000]))
+        self.event(again.ticket_id, EventKind.QUARANTINE_RETRY_FAILED, "system", {"reason": reason})
+        return Outcome(raw.uid, OutcomeKind.QUARANTINED, again.ticket_id, "", reason)
+
+    def _settle_placeholder(self, again: Quarantined, ticket_id: int | None) -> None:
+        """The ticket opened when the mail could not be read, now that it could: it became the
+        mail's ticket (filled in by `open`), or it leads to the ticket the mail went to (merged,
+        so its ID still finds the case), or, with none, it closes. Nothing is left to review."""
+        placeholder = again.placeholder
+        if placeholder is None or placeholder == ticket_id:
+            return
+        flags = self.conn.execute(sa.select(T_TICKET.c.flags).where(T_TICKET.c.id == placeholder)).scalar() or ""
+        self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == placeholder).values(
+            flags=",".join(f for f in flags.split(",") if f and f != "needs_review")))
+        if ticket_id is not None:
+            merge_tickets(self.conn, placeholder, ticket_id, "system", self.ctx.now)
+        else:
+            self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == placeholder)
+                              .values(status="closed", updated_at=self.ctx.now))
+            self.event(placeholder, EventKind.TICKET_STATUS, "system", {"status": "closed"})
+
     # --- tickets ---------------------------------------------------------------
 
-    def _person_mail(self, prepared: Prepared, match: ThreadMatch) -> tuple[OutcomeKind, int, str]:
-        """(outcome, ticket, the sender's role) for a mail a person wrote."""
+    def _person_mail(self, prepared: Prepared, match: ThreadMatch,
+                     placeholder: int | None = None) -> tuple[OutcomeKind, int, str]:
+        """(outcome, ticket, the sender's role) for a mail a person wrote. A new ticket goes
+        `into` the placeholder opened for it when it could not be read, if there is one."""
         parsed = prepared.mail
         if match.is_new:
-            return OutcomeKind.NEW_TICKET, self._open_ticket(prepared), senders.REPORTER
+            return OutcomeKind.NEW_TICKET, self._open_ticket(prepared, into=placeholder), senders.REPORTER
         ticket = self.conn.execute(
             sa.select(T_TICKET.c.id, T_TICKET.c.status, T_TICKET.c.resolved_at, T_TICKET.c.reporter_id)
             .where(T_TICKET.c.id == match.ticket_id)
@@ -300,7 +361,7 @@ class MailStore:
                                       self.ctx.settings.tickets.reopen_days)
         by = parsed.sender.email or "unknown"
         if effect == senders.FOLLOW_UP:
-            new_id = self._open_ticket(prepared, linked=ticket.id)
+            new_id = self._open_ticket(prepared, linked=ticket.id, into=placeholder)
             self.event(ticket.id, EventKind.TICKET_FOLLOW_UP, by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
             return OutcomeKind.FOLLOW_UP, new_id, senders.REPORTER
         changes: dict = {"updated_at": self.ctx.now}
@@ -318,7 +379,7 @@ class MailStore:
         self.event(ticket.id, EventKind.MAIL_RECEIVED, by, {"via": match.via, "role": role})
         return (OutcomeKind.REOPENED if effect == senders.REOPEN else OutcomeKind.REPLY), ticket.id, role
 
-    def _open_ticket(self, prepared: Prepared, linked: int | None = None) -> int:
+    def _open_ticket(self, prepared: Prepared, linked: int | None = None, into: int | None = None) -> int:
         parsed, found = prepared.mail, prepared.classification
         reporter, subject, category, area = parsed.sender, parsed.subject, found.category, found.area
         text, channel, flags = parsed.new_text or parsed.text, "email", ()
@@ -344,7 +405,7 @@ class MailStore:
             subject=subject, channel=channel, reporter=reporter, category=category, area=area,
             language=prepared.language, others=others, linked=linked, by=parsed.sender.email or "system",
             text=text, flags=flags if reporter else (*flags, "no_sender"),
-        ))
+        ), into=into)
         self.tickets.add(ticket_id)
         if "incomplete" in flags:
             missing, unknown = self.incomplete_forms[-1]
@@ -364,19 +425,18 @@ class MailStore:
             divisions=self.ctx.settings.division_addresses,
         )
 
-    def message_kind(self, parsed: ParsedMail) -> str:
-        if parsed.sender.email in self.ctx.settings.agent_addresses:
-            return "agent"
-        if parsed.sender.email in self.ctx.settings.division_addresses:
-            return "division"
-        return "customer"
-
     # --- rows --------------------------------------------------------------
 
-    def _message(self, parsed: ParsedMail, ticket_id: int | None, kind: str, raw_id: int, reason: str) -> int:
-        message_pk = self._insert(T_MESSAGE, ticket_id=ticket_id, direction="in", kind=kind, internal=False,
-                                  raw_id=raw_id, raw_sha256=parsed.raw_sha256, created_at=self.ctx.now,
-                                  reason=reason[:200], **message_fields(parsed))
+    def _message(self, parsed: ParsedMail, ticket_id: int | None, kind: str, raw_id: int, reason: str,
+                 again: Quarantined | None = None) -> int:
+        """The mail's message row; one read again has its row already (recorded when it came), filled in here."""
+        values = {"ticket_id": ticket_id, "kind": kind, "raw_id": raw_id, "raw_sha256": parsed.raw_sha256,
+                  "reason": reason[:200], **message_fields(parsed)}
+        if again is None:
+            message_pk = self._insert(T_MESSAGE, direction="in", internal=False, created_at=self.ctx.now, **values)
+        else:
+            message_pk = again.message_pk
+            self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(**values))
         self.copies[(parsed.message_id, parsed.raw_sha256)] = (message_pk, ticket_id, kind)
         if ticket_id is not None and parsed.message_id:
             self.threads.setdefault(parsed.message_id, ticket_id)
@@ -516,9 +576,16 @@ def message_fields(parsed: ParsedMail) -> dict:
     }
 
 
-def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]]) -> list[Outcome]:
+def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]],
+                again: Quarantined | None = None) -> list[Outcome]:
+    """What became of each mail of the batch, its rows written in `session`. `again`: the
+    batch is the one mail of this quarantine entry, read again (`quarantine retry`)."""
     store = MailStore(session, ctx, batch)
-    outcomes = [store.store(raw, parsed) for raw, parsed in batch]
+    if again is None:
+        outcomes = [store.store(raw, prepared) for raw, prepared in batch]
+    else:
+        [(raw, prepared)] = batch
+        outcomes = [store.store_again(again, raw, prepared)]
     store.finish()
     return outcomes
 
@@ -537,43 +604,41 @@ def record_fetch_failure(session: Session, ctx: StoreContext, folder: str, uidva
     return row.attempts
 
 
-def reread_quarantined(session: Session, entry: Quarantine, prepared: Prepared | Unreadable, ctx: StoreContext) -> bool:
-    """`quarantine retry`: a mail that now parses fills in its placeholder ticket.
+def quarantined(session: Session, entry_id: int | None = None) -> list[Quarantined]:
+    """The entries waiting for a retry (or the one asked for, whatever became of it), oldest first."""
+    t_entry = T_QUARANTINE
+    query = (sa.select(t_entry.c.id, t_entry.c.message_pk, t_entry.c.ticket_id, t_entry.c.reason,
+                       T_TICKET.c.merged_into_id, T_MESSAGE.c.raw_id)
+             .join(T_MESSAGE, T_MESSAGE.c.id == t_entry.c.message_pk)
+             .outerjoin(T_TICKET, T_TICKET.c.id == t_entry.c.ticket_id)
+             .where(t_entry.c.id == entry_id if entry_id is not None else t_entry.c.status == "waiting")
+             .order_by(t_entry.c.id))
+    rows = session.connection().execute(query).all()
+    # Where each came from: the first server copy logged against its message.
+    came: dict[int, sa.Row] = {}
+    for part in in_chunks(sorted({row.message_pk for row in rows})):
+        for copy in session.connection().execute(
+            sa.select(T_INTAKE.c.message_pk, T_INTAKE.c.mailbox, T_INTAKE.c.folder, T_INTAKE.c.uidvalidity,
+                      T_INTAKE.c.uid).where(T_INTAKE.c.message_pk.in_(part)).order_by(T_INTAKE.c.id.desc())
+        ):
+            came[copy.message_pk] = copy
+    entries = []
+    for row in rows:
+        copy = came.get(row.message_pk)
+        placeholder = row.ticket_id if row.merged_into_id is None else None
+        entries.append(Quarantined(row.id, row.message_pk, row.ticket_id, placeholder, row.reason,
+                                   copy.mailbox if copy else "", copy.folder if copy else "",
+                                   copy.uidvalidity if copy else 0, copy.uid if copy else 0, row.raw_id))
+    return entries
 
-    The ticket keeps its ID (the reporter may already know it); it gets the
-    real subject, reporter, category and attachments, and loses needs_review.
-    """
-    store = MailStore(session, ctx)
-    entry.retried_at = ctx.now
-    ticket_id = entry.ticket_id
-    if isinstance(prepared, Unreadable):
-        entry.status = "failed_again"
-        entry.reason = f"{entry.reason}; retry: {prepared.reason}"[:2000]
-        session.add(entry)
-        store.event(ticket_id, EventKind.QUARANTINE_RETRY_FAILED, "system", {"reason": prepared.reason})
-        store.finish()
-        return False
-    parsed, found = prepared.mail, prepared.classification
-    store.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == entry.message_pk).values(
-        kind=store.message_kind(parsed), reason="", **message_fields(parsed)))
-    store.attachments(parsed, entry.message_pk, ticket_id)
-    if ticket_id is not None:
-        reporter_id = store.book.reporter_id(parsed.sender) if parsed.sender else None
-        flags = store.conn.execute(sa.select(T_TICKET.c.flags).where(T_TICKET.c.id == ticket_id)).scalar() or ""
-        store.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id).values(
-            subject=(parsed.subject or "(no subject)")[:500], reporter_id=reporter_id, category=found.category,
-            area=found.area, flags=",".join(f for f in flags.split(",") if f and f != "needs_review"),
-            updated_at=ctx.now))
-        if reporter_id is not None:
-            known = store.conn.execute(sa.select(T_PARTICIPANT.c.id).where(
-                T_PARTICIPANT.c.ticket_id == ticket_id, T_PARTICIPANT.c.email == parsed.sender.email)).first()
-            if known is None:
-                store.book.add_participant(ticket_id, parsed.sender.email, "reporter")
-    entry.status = "retried"
-    session.add(entry)
-    store.event(ticket_id, EventKind.QUARANTINE_RETRIED, "system", {"quarantine": entry.id})
-    store.finish()
-    return True
+
+def kept_copy(session: Session, entry: Quarantined) -> RawMail:
+    """The server copy of an entry's mail as it was fetched (empty if none is held: one too
+    large to fetch, or one the server never gave)."""
+    data = None
+    if entry.raw_id is not None:
+        data = session.connection().execute(sa.select(T_RAW.c.data).where(T_RAW.c.id == entry.raw_id)).scalar()
+    return RawMail(entry.folder, entry.uidvalidity, entry.uid, zlib.decompress(data) if data else b"")
 
 
 def _sniff_header(raw: bytes, name: bytes) -> str | None:

@@ -75,7 +75,7 @@ class TicketBook:
         self.settings = settings
         self.now = now
         self.prefix = settings.tickets.id_prefix
-        # renderer None: nobody is assigned or told here (a re-read of quarantined mail keeps its agent)
+        # renderer None: nobody is assigned or told here
         self.renderer = renderer
         self.assignments = AssignmentBook(conn, settings, renderer) if renderer else None
         self.casework = Casework(conn, settings, renderer, now) if renderer else None
@@ -97,28 +97,34 @@ class TicketBook:
 
     # --- opening ----------------------------------------------------------------
 
-    def open(self, new: NewTicket) -> int:
+    def open(self, new: NewTicket, into: int | None = None) -> int:
         """A new ticket, whatever the channel: reporter, participants, deadline, journal, and
-        (at `finish`) its agent, who is told by mail and in-system."""
+        (at `finish`) its agent, who is told by mail and in-system. `into`: the ticket opened
+        for this case before anyone could read it (a quarantined mail read again, P6); it keeps
+        its ID, status, recorded time and deadline, and gets the rest."""
         reporter_id = None
         if new.reporter is not None and (new.reporter.email or new.reporter.name):
             reporter_id = self.reporter_id(new.reporter)
-        ticket_id = self.insert(
-            T_TICKET, subject=(new.subject or "(no subject)")[:500], status="new", category=new.category,
-            area=new.area, channel=new.channel, reporter_id=reporter_id, language=new.language,
-            flags=",".join(new.flags), linked_ticket_id=new.linked, created_at=self.now, updated_at=self.now,
-            ack_deadline=self.deadline(self.now),
-        )
+        values = {"subject": (new.subject or "(no subject)")[:500], "category": new.category, "area": new.area,
+                  "channel": new.channel, "reporter_id": reporter_id, "language": new.language,
+                  "flags": ",".join(new.flags), "linked_ticket_id": new.linked, "updated_at": self.now}
+        if into is None:
+            ticket_id = self.insert(T_TICKET, status="new", created_at=self.now, ack_deadline=self.deadline(self.now),
+                                    **values)
+        else:
+            ticket_id = into
+            self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == into).values(**values))
         people = {new.reporter.email: "reporter"} if new.reporter is not None and new.reporter.email else {}
         for email, role in new.others.items():
             people.setdefault(email, role)
         for email, role in people.items():
             self._participant_rows.append({"ticket_id": ticket_id, "email": email, "role": role})
             self.participants[ticket_id].add(email)
-        detail = {"channel": new.channel, "category": new.category, "area": new.area}
-        if new.linked is not None:
-            detail["follows"] = format_ticket_id(new.linked, self.prefix)
-        self.event(ticket_id, EventKind.TICKET_CREATED, new.by, detail)
+        if into is None:  # one read again was opened when it came: the journal says so already
+            detail = {"channel": new.channel, "category": new.category, "area": new.area}
+            if new.linked is not None:
+                detail["follows"] = format_ticket_id(new.linked, self.prefix)
+            self.event(ticket_id, EventKind.TICKET_CREATED, new.by, detail)
         self.pending_assignments.append((ticket_id, new.area, new.text[:4000]))
         return ticket_id
 
