@@ -77,14 +77,16 @@ def run(app: App) -> None:
 @click.option("--at", "at", metavar="ISO-TIME", help="Run as if the clock read this (e.g. 2026-11-27T09:00:00+01:00).")
 @pass_app
 def tick(app: App, at: str | None) -> None:
-    """Run every scheduled job once: acknowledgements, SLA watcher, retention, then the outbox sender.
+    """Run every scheduled job once: acknowledgements, SLA watcher, retention, the agents'
+    digest and the supervisors' report (when due), then the outbox sender.
 
     A job that fails does not stop the others; the exit status is then 1, with one line
     naming the jobs and why (a read-only or full database is a fault outside the user's hands).
     """
     from mailbridge.jobs import Jobs
 
-    now = parse_time(at) if at else datetime.now(timezone.utc)
+    # In UTC, as every stored time is: SQLite keeps a time's digits and drops its offset.
+    now = parse_time(at).astimezone(timezone.utc) if at else datetime.now(timezone.utc)
     result, failed = Jobs(app.settings, app.ready_db()).tick(now)
     click.echo(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.items()) or "nothing to do")
     if failed:
