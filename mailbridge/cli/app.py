@@ -3,7 +3,7 @@ arguments become our values (ticket IDs, row numbers, times)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import click
@@ -62,6 +62,12 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def clock_at(at: str | None, zone: str = "Europe/Budapest") -> datetime:
+    """`--at ISO-TIME` of a job-running command, else now; in UTC, as every stored time is
+    (SQLite keeps a time's digits and drops its offset)."""
+    return parse_time(at, zone).astimezone(timezone.utc) if at else datetime.now(timezone.utc)
 
 
 def parse_time(text: str, zone: str = "Europe/Budapest") -> datetime:

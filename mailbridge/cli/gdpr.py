@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
-from mailbridge.cli.app import App, pass_app, parse_time
+from mailbridge.cli.app import App, clock_at, pass_app
 from mailbridge.errors import UsageError
 
 
@@ -63,7 +62,7 @@ def gdpr_retention(app: App, dry_run: bool, at: str | None) -> None:
     """Apply the [retention] rules now (the daemon does it daily)."""
     from mailbridge.gdpr.retention import apply_retention
 
-    now = parse_time(at) if at else datetime.now(timezone.utc)
+    now = clock_at(at)
     report = apply_retention(app.ready_db(), app.settings, now, dry_run=dry_run)
     click.echo(report.describe())
 

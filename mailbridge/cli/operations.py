@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
 
 import click
 
-from mailbridge.cli.app import ROW_NUMBER, App, pass_app, parse_time
+from mailbridge.cli.app import ROW_NUMBER, App, clock_at, pass_app, parse_time
 from mailbridge.cli.output import table
 from mailbridge.config import Settings, config_path, load_settings
 from mailbridge.errors import MailbridgeError
@@ -85,8 +84,7 @@ def tick(app: App, at: str | None) -> None:
     """
     from mailbridge.jobs import Jobs
 
-    # In UTC, as every stored time is: SQLite keeps a time's digits and drops its offset.
-    now = parse_time(at).astimezone(timezone.utc) if at else datetime.now(timezone.utc)
+    now = clock_at(at)
     result, failed = Jobs(app.settings, app.ready_db()).tick(now)
     click.echo(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.items()) or "nothing to do")
     if failed:

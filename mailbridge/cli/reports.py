@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import click
 
-from mailbridge.cli.app import App, pass_app, parse_time
+from mailbridge.cli.app import App, clock_at, pass_app
 from mailbridge.cli.output import local_time, table
 
 
@@ -27,7 +26,7 @@ def report(app: App, week: bool, as_json: bool, at: str | None) -> None:
 
     settings = app.settings
     zone = settings.policy.timezone
-    now = parse_time(at, zone).astimezone(timezone.utc) if at else datetime.now(timezone.utc)
+    now = clock_at(at, zone)
     with app.ready_db().transaction() as conn:
         figures = figures_as_dict(figures_for_week(conn, week_before(now, zone)), settings.tickets.id_prefix)
     if as_json:
