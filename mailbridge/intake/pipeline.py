@@ -73,8 +73,9 @@ class ReadBatch:
 
 class ReadAhead:
     """`with ReadAhead(...) as read: for batch in read:` the new mail, batch by batch, oldest
-    first, each read by the parse workers (see above). Leaving the block early leaves what
-    was fetched but not yet stored on the server, and deletes its staged files."""
+    first, each read by the parse workers (see above); a batch is emptied when the next one is
+    asked for. Leaving the block early leaves what was fetched but not yet stored on the
+    server, and deletes its staged files."""
 
     def __init__(self, batches: NewMail, options: PrepareOptions, files: AttachmentStore, *, seconds: float,
                  max_bytes: int, fetch_beside: bool, on_read: Callable[[], None]):
@@ -124,6 +125,9 @@ class ReadAhead:
             self.waited_prepare += time.perf_counter() - started
             yield ReadBatch(asked, mails, results)
             self._discard_staged(self.current)  # what the store adopted is gone from there already
+            # Spent: not held while the next batch is fetched and read (memory: an unread mail's bytes).
+            mails.clear()
+            results.clear()
             self.current = []
 
     def _fetch_if_room(self) -> Future | None:
