@@ -6,6 +6,11 @@ mail we hold (same Message-ID and SHA-256 of the raw bytes) is logged
 against the message we already have. Different mails that merely share a
 Message-ID or a body are both kept.
 
+`quarantine retry` stores a quarantined mail, read again, through the same
+steps as a first read (`store_again`), into the rows it has: its message row
+is filled in, and the ticket opened for it becomes the mail's ticket or leads
+to the one it belongs to.
+
 Speed: what a batch needs to look up (intake log, copies, threads, tickets,
 reporters) is read with one query each before the first mail, then kept up
 to date as the batch writes; rows go in with SQLAlchemy Core, and rows
