@@ -74,6 +74,8 @@ class EventKind(StrEnum):
     OUTCOME_SENT = "outcome.sent"
     SLA_WARNING_SENT = "sla_warning.sent"
     OPS_ALARM_SENT = "ops_alarm.sent"
+    TICKET_UPDATE_SENT = "ticket_update.sent"
+    AGENT_REFUSED_SENT = "agent_refused.sent"
     OUTBOX_FAILED = "outbox.failed"
     # the desk's scheduled mail (system events): the claim that a day's digests, or a week's
     # report, were queued, so no second process or tick queues them again

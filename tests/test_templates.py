@@ -27,6 +27,7 @@ NAMES = (
     "sla_warning",
     "command_failed",
     "attachment_rejected",
+    "ticket_update",
 )
 CUSTOMER = {"ack", "agent_relay", "outcome", "attachment_rejected"}
 WITH_HTML = {"ack", "outcome"}
@@ -185,6 +186,13 @@ def sample(name: str, lang: str, *, reporter_name: bool = True, deadline: bool =
         ctx["commands"] = ["#note", "#status in_progress", "#category Hibabejelentés",
                            "#area Crossec Norma", "#assign nagy.anna@crossec.com",
                            "#escalate Fejlesztés", "#resolve"]
+    elif name == "ticket_update":
+        ctx["text"] = s["customer_text"]
+        ctx["role"] = "reporter"
+        ctx["sender"] = {"name": s["reporter"], "email": "kovacs.jozsef@example.hu"}
+        ctx["attached"] = [{"filename": "képernyőkép.png", "size": 1_100_000}]
+        ctx["listed"] = [{"filename": "naplo_teljes.zip", "size": 48_200_000}]
+        ctx["cap_bytes"] = 10_000_000
     elif name == "attachment_rejected":
         ctx["rejected"] = [{"filename": "naplo_teljes.zip", "size": 48_200_000}]
         ctx["kept"] = [{"filename": "képernyőkép.png", "size": 1_100_000}]

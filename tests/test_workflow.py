@@ -327,7 +327,9 @@ def test_escalation_reaches_the_division_and_its_answer_stays_internal(mailbox, 
     mailbox.deliver(division.replace(b"Kiss Anna", b"Fejlesztes"))
     assert "1 division_note" in team("poll", "--once").stdout
     team("tick")
-    assert smtp_sink.messages == []  # never relayed to the customer
+    # never relayed to the customer; the assignee gets the answer as a follow-up
+    assert [str(m["To"]) for m in smtp_sink.messages] == ["kiss.anna@crossec.com"]
+    assert "holnap javítjuk" in smtp_sink.messages[0].get_body(("plain",)).get_content()
     assert team.tickets()[0]["status"] == "in_progress"
     notes = json.loads(team("notifications", "--agent", "kiss.anna@crossec.com", "--json").stdout)
     assert "division_replied" in [n["kind"] for n in notes]

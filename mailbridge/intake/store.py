@@ -40,6 +40,7 @@ from mailbridge.intake.prepare import Prepared, Staged, Unreadable, raw_copy
 from mailbridge.outbox.render import Renderer
 from mailbridge.workflow import replies
 from mailbridge.workflow.actions import merge_tickets
+from mailbridge.workflow.followups import FollowUp, files_of
 from mailbridge.workflow.tickets import NewTicket, TicketBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
 from mailbridge.journal import EventKind
@@ -60,6 +61,12 @@ from mailbridge.logs import get_logger
 from mailbridge.policy import bounces, loops, senders
 from mailbridge.policy.authenticity import sender_is_authentic
 
+# What a mail recorded on an existing ticket came to, when its assignee gets a copy: all but
+# a new ticket (its agent is told by the assignment notice) and an agent's refused commands
+# (only their sender is told).
+_FORWARDED = frozenset({OutcomeKind.REPLY, OutcomeKind.REOPENED, OutcomeKind.OUTSIDER, OutcomeKind.AUTO_REPLY,
+                        OutcomeKind.DIVISION_NOTE, OutcomeKind.AGENT_REPLY, OutcomeKind.AGENT_NOTE,
+                        OutcomeKind.AGENT_ESCALATED, OutcomeKind.AGENT_RESOLVED, OutcomeKind.AGENT_COMMANDS})
 _KIND_OF_ROLE = {senders.AGENT: "agent", senders.DIVISION: "division", senders.OUTSIDER: "outsider"}
 _FORGED_EVENT = {senders.AGENT: EventKind.MAIL_FORGED_AGENT, senders.DIVISION: EventKind.MAIL_FORGED_DIVISION}
 
@@ -281,6 +288,10 @@ class MailStore:
             outcome_kind = act(self.book, parsed, ticket_id, message_pk)
         if verdict.is_person and ticket_id is not None:
             replies.tell_about_rejected_files(self.book, parsed, ticket_id)
+        if ticket_id is not None and outcome_kind in _FORWARDED and self.book.followups is not None:
+            self.book.followups.add(FollowUp(
+                ticket_id, parsed.sender.email, parsed.sender.name, parsed.message_id,
+                parsed.new_text or parsed.text, files_of(parsed.attachments), role or str(verdict.kind)))
         if report is not None and report.counts:
             replies.record_bounce(self.book, report)
         elif not verdict.is_person:

@@ -71,3 +71,20 @@ def ticket_attachments(conn: sa.Connection, ticket_id: int, message_pk: int | No
     for row in conn.execute(query.order_by(table.c.id)):
         seen.setdefault(row.sha256, {"sha256": row.sha256, "filename": row.filename, "content_type": row.content_type})
     return tuple(seen.values())
+
+
+def first_message_files(conn: sa.Connection, ticket_ids: list[int]) -> dict[int, tuple[dict, ...]]:
+    """The stored (not rejected) files of each ticket's first incoming message, with their
+    sizes, in one query: what the assignment notice sends along."""
+    first = (sa.select(T_MESSAGE.c.ticket_id, sa.func.min(T_MESSAGE.c.id).label("id"))
+             .where(T_MESSAGE.c.ticket_id.in_(ticket_ids), T_MESSAGE.c.direction == "in")
+             .group_by(T_MESSAGE.c.ticket_id).subquery())
+    table = T_ATTACHMENT
+    files: dict[int, dict[str, dict]] = {}
+    for row in conn.execute(
+        sa.select(first.c.ticket_id, table.c.sha256, table.c.filename, table.c.content_type, table.c.size)
+        .join(first, first.c.id == table.c.message_pk).where(table.c.rejected.is_(False)).order_by(table.c.id)
+    ):
+        files.setdefault(row.ticket_id, {}).setdefault(row.sha256, {
+            "sha256": row.sha256, "filename": row.filename, "content_type": row.content_type, "size": row.size})
+    return {ticket_id: tuple(found.values()) for ticket_id, found in files.items()}

@@ -23,9 +23,11 @@ from mailbridge.outbox.render import Renderer
 # Our notices are automatic (RFC 3834): auto-responders must not answer them. One that answers
 # a mail is auto-replied; one the clock makes (a warning, a digest, a report) auto-generated.
 AUTO_REPLIED = frozenset({"ack", "outcome", "attachment_rejected", "agent_assigned", "command_failed", "escalation"})
-AUTO_GENERATED = frozenset({"sla_warning", "ops_alarm", "agent_digest", "supervisor_report"})
+AUTO_GENERATED = frozenset({"sla_warning", "ops_alarm", "agent_digest", "supervisor_report", "ticket_update",
+                            "agent_refused"})
 AUTOMATIC = AUTO_REPLIED | AUTO_GENERATED
-INTERNAL = frozenset({"agent_assigned", "sla_warning", "command_failed", "escalation"})
+INTERNAL = frozenset({"agent_assigned", "sla_warning", "command_failed", "escalation", "ticket_update",
+                      "agent_refused"})
 
 
 @dataclass(frozen=True)

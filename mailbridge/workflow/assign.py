@@ -15,10 +15,11 @@ from mailbridge import journal
 from mailbridge.journal import EventKind
 from mailbridge.models import T_TICKET
 from mailbridge.vocabulary import OPEN_SQL
-from mailbridge.outbox.context import first_message_ids, ticket_contexts
+from mailbridge.outbox.context import first_message_files, first_message_ids, ticket_contexts
 from mailbridge.outbox.queue import notify_agents, queue_mails, render_mail
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.assignment import AgentLoad, choose_agent
+from mailbridge.workflow.followups import attachment_context
 
 
 
@@ -60,6 +61,8 @@ class AssignmentBook:
         ids = [ticket_id for ticket_id, _, _ in tickets]
         contexts = ticket_contexts(self.conn, self.settings, ids)
         answering = first_message_ids(self.conn, ids)
+        files = first_message_files(self.conn, ids)
+        cap = self.settings.desk.forward_attachment_bytes
         language = self.settings.tickets.default_language
         chosen: dict[int, str | None] = {}
         events, mails = [], []
@@ -75,9 +78,11 @@ class AssignmentBook:
             self._last[agent] = now
             events.append(journal.entry(ticket_id, EventKind.TICKET_ASSIGNED, by, now, {"agent": agent}))
             context = contexts[ticket_id]
-            context.update(agent={"name": agents[agent].name, "email": agent}, text=customer_text)
+            # The first mail's files go along, as with a follow-up (within the cap; the rest listed).
+            attachments, said = attachment_context(files.get(ticket_id, ()), cap)
+            context.update(agent={"name": agents[agent].name, "email": agent}, text=customer_text, **said)
             mails.append(render_mail(self.renderer, "agent_assigned", language, context, (agent,), ticket_id,
-                                     in_reply_to=answering.get(ticket_id, "")))
+                                     in_reply_to=answering.get(ticket_id, ""), attachments=attachments))
         given = [{"ticket": t, "agent": a} for t, a in chosen.items() if a is not None]
         if given:
             self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == sa.bindparam("ticket"))

@@ -28,6 +28,7 @@ from mailbridge.policy.deadline import ack_deadline
 from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
+from mailbridge.workflow.followups import FollowUpBook
 
 
 
@@ -79,6 +80,7 @@ class TicketBook:
         self.renderer = renderer
         self.assignments = AssignmentBook(conn, settings, renderer) if renderer else None
         self.casework = Casework(conn, settings, renderer, now) if renderer else None
+        self.followups = FollowUpBook(conn, settings, renderer, now) if renderer else None
         self.reporters: dict[str, tuple[int, str]] = {}  # address -> (id, name), known in this batch
         self.looked_up: set[str] = set()  # addresses already asked for: not there means new
         self.participants: dict[int, set[str]] = defaultdict(set)  # added by this batch
@@ -226,6 +228,8 @@ class TicketBook:
         if self.assignments is not None:
             self.assignments.assign_many(self.pending_assignments, self.now)
         self.pending_assignments.clear()
+        if self.followups is not None:
+            self.followups.finish()
 
 
 _INSERT_STATEMENTS: dict[str, sa.Insert] = {}

@@ -1,0 +1,170 @@
+"""The agent's day by mail (SPEC "The agent's day by mail"): follow-ups reach the assignee with
+their files, `#open` / `#log` / `#mine` by mail, refused agent mail is not silent, and the
+story of one agent's day. Real Dovecot in, real aiosmtpd out, a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+
+from factory import simple_mail
+
+ANNA = "kiss.anna@crossec.com"
+PETER = "szabo.peter@crossec.com"
+CUSTOMER = "kovacs.jozsef@example.hu"
+AGENTS = [
+    {"name": "Kiss Anna", "email": ANNA, "areas": ["Crossec Norma", "Egyéb"], "fallback": True},
+    {"name": "Szabó Péter", "email": PETER, "areas": ["GDPR Segédanyagok"]},
+]
+SUPERVISORS = [{"name": "Nagy Éva", "email": "nagy.eva@crossec.com"}]
+TRUSTED = {"trusted_authserv_ids": ["mx.crossec.com"]}
+SIGNED = "Authentication-Results: mx.crossec.com; dkim=pass header.d=crossec.com header.i=@crossec.com\r\n"
+
+
+def mail(body: str, *, sender: str = CUSTOMER, name: str = "Kovács József", subject: str = "Re: [CRX-000001] Export",
+         files: tuple[tuple[str, bytes], ...] = (), signed: bool = False, in_reply_to: str = "",
+         headers: str = "") -> bytes:
+    message = EmailMessage()
+    message["From"] = f"{name} <{sender}>"
+    message["To"] = "support@crossec.com"
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    if in_reply_to:
+        message["In-Reply-To"] = message["References"] = in_reply_to
+    message.set_content(body)
+    for filename, data in files:
+        message.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
+    raw = bytes(message)
+    return (headers.encode() + (SIGNED.encode() if signed else b"") + raw)
+
+
+def agent_mail(body: str, **kwargs) -> bytes:  # type: ignore[no-untyped-def]
+    kwargs.setdefault("signed", True)
+    return mail(body, sender=kwargs.pop("sender", ANNA), name=kwargs.pop("name", "Kiss Anna"), **kwargs)
+
+
+def to(sink, address: str) -> list:  # type: ignore[no-untyped-def]
+    return [m for m in sink.messages if str(m["To"]) == address]
+
+
+def text_of(message) -> str:  # type: ignore[no-untyped-def]
+    return message.get_body(("plain",)).get_content()
+
+
+def sql(desk, statement: str, *args) -> list[tuple]:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(desk.config.parent / "mailbridge.db") as db:
+        return db.execute(statement, args).fetchall()
+
+
+@pytest.fixture
+def team(mailbox, smtp_sink, mailbridge_for):
+    """Anna has CRX-000001 from a customer; the mail so far (ack, assignment) is delivered and cleared."""
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, supervisors=SUPERVISORS, security=TRUSTED)
+    mailbox.deliver(simple_mail(1, sender=CUSTOMER, subject="Export"))
+    desk("poll", "--once")
+    desk("tick")
+    smtp_sink.clear()
+    return desk
+
+
+# ---------------------------------------------------------------------------
+# Follow-ups reach the assignee
+# ---------------------------------------------------------------------------
+
+
+def test_a_customers_follow_up_reaches_the_assignee_with_its_file_in_the_tickets_thread(mailbox, smtp_sink, team):
+    [first_id] = [m["message_id"] for m in team.ticket("CRX-000001")["messages"] if m["direction"] == "in"]
+    pdf = b"%PDF-1.4 szamla" + b"x" * 1000
+    mailbox.deliver(mail("Csatolom a számlát.\n\n> Tisztelt Ügyfelünk! régi idézet\n", in_reply_to=first_id,
+                         files=(("számla.pdf", pdf),)))
+    assert "1 reply" in team("poll", "--once").stdout
+    team("tick")
+    [update] = to(smtp_sink, ANNA)
+    assert "[CRX-000001]" in update["Subject"] and update["Auto-Submitted"] == "auto-generated"
+    assert first_id in update["References"]  # the ticket's thread: it sits in Anna's conversation
+    text = text_of(update)
+    assert "Csatolom a számlát." in text and "régi idézet" not in text and CUSTOMER in text
+    [attached] = list(update.iter_attachments())
+    assert attached.get_filename() == "számla.pdf" and attached.get_payload(decode=True) == pdf
+    notices = json.loads(team("notifications", "--agent", ANNA, "--json").stdout)
+    assert "follow_up" in [n["kind"] for n in notices]
+    assert to(smtp_sink, CUSTOMER) == []  # the customer gets no copy of her own mail
+
+    # Anna answers the forward: an ordinary agent reply, relayed to the customer.
+    smtp_sink.clear()
+    mailbox.deliver(agent_mail("Köszönjük, a számlát javítjuk.", subject="Re: " + str(update["Subject"]),
+                               in_reply_to=update["Message-ID"]))
+    assert "1 agent_reply" in team("poll", "--once").stdout
+    team("tick")
+    [relay] = to(smtp_sink, CUSTOMER)
+    assert "a számlát javítjuk" in text_of(relay)
+    assert to(smtp_sink, ANNA) == []  # her own reply is not forwarded back to her
+
+
+def test_files_over_the_cap_are_listed_not_attached_and_odd_names_stay_safe(mailbox, smtp_sink, mailbridge_for):
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, security=TRUSTED, desk={"forward_attachment_bytes": 5000})
+    mailbox.deliver(simple_mail(1, sender=CUSTOMER, subject="Export"))
+    desk("poll", "--once")
+    smtp_sink.clear()
+    files = (("nagy.pdf", b"%PDF" + b"n" * 6000), ("kicsi.pdf", b"%PDF" + b"k" * 100), ("ures.pdf", b""),
+             ("../../etc/passwd", b"%PDF evil"), ("C:\\Windows\\win.ini", b"%PDF win"))
+    mailbox.deliver(mail("Itt vannak a fájlok.", files=files))
+    desk("poll", "--once")
+    desk("tick")
+    [update] = [m for m in to(smtp_sink, ANNA) if "Új üzenet" in str(m["Subject"])]
+    names = [p.get_filename() for p in update.iter_attachments()]
+    assert "nagy.pdf" not in names and "kicsi.pdf" in names and len(names) == 4
+    assert all("/" not in n and "\\" not in n and n not in ("", ".", "..") for n in names)
+    listed = text_of(update).split("Nem fért a levélbe")[1]
+    assert "nagy.pdf (5,9 KB)" in listed
+    [empty] = [p for p in update.iter_attachments() if p.get_filename().startswith("ures")]
+    assert empty.get_payload(decode=True) == b""
+
+
+def test_the_assignment_notice_carries_the_first_mails_files(mailbox, smtp_sink, mailbridge_for):
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, desk={"forward_attachment_bytes": 5000})
+    mailbox.deliver(mail("Hibás az export, csatolom.", subject="Export hiba",
+                         files=(("hiba.pdf", b"%PDF hiba"), ("naplo.pdf", b"%PDF" + b"n" * 8000))))
+    desk("poll", "--once")
+    desk("tick")
+    [notice] = to(smtp_sink, ANNA)
+    assert [p.get_filename() for p in notice.iter_attachments()] == ["hiba.pdf"]
+    assert "naplo.pdf" in text_of(notice).split("Nem fért a levélbe")[1]
+
+
+def test_an_unassigned_tickets_follow_up_goes_to_the_fallback_agent_and_an_outsider_is_forwarded_too(
+        mailbox, smtp_sink, team):
+    sql(team, "UPDATE ticket SET assignee = NULL")
+    mailbox.deliver(mail("Én is érintett vagyok.", sender="idegen@example.com", name="Idegen"))
+    assert "1 outsider" in team("poll", "--once").stdout
+    team("tick")
+    [update] = to(smtp_sink, ANNA)  # the fallback agent
+    assert "idegen@example.com" in text_of(update) and "Én is érintett vagyok." in text_of(update)
+
+
+def test_a_bounce_of_a_forward_triggers_no_more_mail(mailbox, smtp_sink, team):
+    mailbox.deliver(mail("Még egy kérdés."))
+    team("poll", "--once")
+    team("tick")
+    [update] = to(smtp_sink, ANNA)
+    smtp_sink.clear()
+    dsn = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.crossec.com>\r\nTo: support@crossec.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-9@mx.crossec.com>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/plain\r\n\r\n{ANNA}: mailbox full\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.crossec.com\r\n\r\n"
+        f"Final-Recipient: rfc822; {ANNA}\r\nAction: failed\r\nStatus: 5.2.2\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {update['Message-ID']}\r\nTo: {ANNA}\r\n"
+        "--b--\r\n"
+    ).encode()
+    mailbox.deliver(dsn)
+    assert "1 bounce" in team("poll", "--once").stdout
+    team("tick")
+    assert smtp_sink.messages == []
+    assert sql(team, "SELECT status FROM outbox WHERE template = 'ticket_update'") == [("bounced",)]
