@@ -54,6 +54,8 @@ class EventKind(StrEnum):
     MAIL_AUTO_REPLY = "mail.auto_reply"
     MAIL_AUTOMATIC = "mail.automatic"
     MAIL_BOUNCE = "mail.bounce"
+    MAIL_REFUSED = "mail.refused"  # a desk command from a non-agent or an unauthenticated agent address
+    AGENT_REFUSED = "agent.refused"  # the agent was told her mail was refused (at most hourly: the claim)
     ATTACHMENT_REJECTED = "attachment.rejected"
     QUARANTINE_RETRIED = "quarantine.retried"
     QUARANTINE_RETRY_FAILED = "quarantine.retry_failed"

@@ -119,3 +119,8 @@ class OutcomeKind(StrEnum):
     AGENT_COMMANDS = "agent_commands"
     AGENT_COMMAND_FAILED = "agent_command_failed"
     DIVISION_NOTE = "division_note"
+    # an agent's desk command by mail (workflow/agent_mail.py)
+    AGENT_OPENED = "agent_opened"  # #open: a ticket on another channel
+    AGENT_LOGGED = "agent_logged"  # #log: a contact logged on the ticket
+    AGENT_QUEUE = "agent_queue"  # #mine: her queue sent at once
+    REFUSED = "refused"  # a desk command from someone who may not give it: recorded, nothing done

@@ -168,3 +168,101 @@ def test_a_bounce_of_a_forward_triggers_no_more_mail(mailbox, smtp_sink, team):
     team("tick")
     assert smtp_sink.messages == []
     assert sql(team, "SELECT status FROM outbox WHERE template = 'ticket_update'") == [("bounced",)]
+
+
+# ---------------------------------------------------------------------------
+# #open, #log, #mine by mail
+# ---------------------------------------------------------------------------
+
+
+def test_open_by_mail_opens_a_phone_ticket_assigned_to_the_sender_and_acknowledges_the_caller(
+        mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#open phone\n#reporter Varga Tünde <tunde@example.hu>\n#category hibabejelentés\n\n"
+                               "Telefonon jelezte, hogy nem indul az export.\n", subject="Fwd: Export nem indul"))
+    assert "1 agent_opened" in team("poll", "--once").stdout
+    team("tick")
+    tickets = {t["id"]: t for t in team.tickets()}
+    assert len(tickets) == 2  # the phone ticket, and no ticket of the agent's own mail
+    opened = tickets["CRX-000002"]
+    assert (opened["channel"], opened["assignee"], opened["category"], opened["subject"]) == (
+        "phone", ANNA, "Hibabejelentés", "Export nem indul")
+    [ack] = to(smtp_sink, "tunde@example.hu")
+    assert "[CRX-000002]" in ack["Subject"]
+    detail = team.ticket("CRX-000002")
+    assert any("nem indul az export" in m["text"] for m in detail["messages"])
+    assert "CRX-000002" in str(to(smtp_sink, ANNA)[0]["Subject"])  # her assignment notice
+
+
+def test_open_by_mail_with_assign_and_a_caller_without_an_address(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#open post\n#reporter Horváth Ödön\n#phone +36 1 234 5678\n#assign Szabó Péter\n"
+                               "#area gdpr\n\nLevélben kéri a sablonokat.\n", subject="Sablonok postán"))
+    assert "1 agent_opened" in team("poll", "--once").stdout
+    opened = team.ticket("CRX-000002")
+    assert (opened["channel"], opened["assignee"], opened["area"]) == ("post", PETER, "GDPR Segédanyagok")
+    assert any("+36 1 234 5678" in m["text"] for m in opened["messages"])
+
+
+def test_log_by_mail_records_a_contact_on_the_ticket(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#log phone out\nVisszahívtam, holnapra ígértem a javítást.\n"))
+    assert "1 agent_logged" in team("poll", "--once").stdout
+    team("tick")
+    detail = team.ticket("CRX-000001")
+    [contact] = [m for m in detail["messages"] if m["kind"] == "contact"]
+    assert (contact["channel"], contact["direction"], contact["internal"]) == ("phone", "out", True)
+    assert "holnapra ígértem" in contact["text"]
+    assert to(smtp_sink, CUSTOMER) == []  # a logged contact is internal
+
+
+def test_mine_sends_the_agents_queue_at_once(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("#mine\n", subject="queue"))
+    assert "1 agent_queue" in team("poll", "--once").stdout
+    team("tick")
+    [digest] = to(smtp_sink, ANNA)
+    assert "CRX-000001" in text_of(digest) and digest["Auto-Submitted"] == "auto-generated"
+    assert len(team.tickets()) == 1
+
+
+@pytest.mark.parametrize("body, subject, why", [
+    ("#open phone\n\nValaki telefonált.\n", "Hívás", "#open needs #reporter"),
+    ("#open fax\n#reporter Kiss Béla <bela@example.hu>\n\nFaxon jött.\n", "Fax", "#open needs a channel"),
+    ("#open phone\n#reporter Kiss Béla\n\nNincs címe.\n", "Hívás", "needs #phone"),
+    ("#log phone out\nVisszahívtam.\n", "Re: [CRX-000777] Nincs ilyen", "#log needs a reply to the ticket"),
+])
+def test_a_bad_desk_command_changes_nothing_and_the_agent_is_told_why_once(mailbox, smtp_sink, team, body, subject,
+                                                                           why):
+    before = sql(team, "SELECT count(*) FROM ticket UNION ALL SELECT count(*) FROM event WHERE type LIKE 'ticket.%'")
+    mailbox.deliver(agent_mail(body, subject=subject))
+    assert "1 agent_command_failed" in team("poll", "--once").stdout
+    team("tick")
+    [told] = to(smtp_sink, ANNA)
+    assert why in text_of(told)
+    assert [str(m["To"]) for m in smtp_sink.messages] == [ANNA]
+    assert sql(team, "SELECT count(*) FROM ticket UNION ALL SELECT count(*) FROM event WHERE type LIKE 'ticket.%'") \
+        == before
+
+
+@pytest.mark.parametrize("body", ["#mine\n", "#open phone\n#reporter Kiss Béla <bela@example.hu>\n\nx\n"])
+def test_a_desk_command_from_a_non_agent_does_nothing_and_gets_nothing(mailbox, smtp_sink, team, body):
+    mailbox.deliver(mail(body, subject="Kérem a listát"))
+    assert "1 refused" in team("poll", "--once").stdout
+    team("tick")
+    assert smtp_sink.messages == [] and len(team.tickets()) == 1
+
+
+# ---------------------------------------------------------------------------
+# Refused agent mail is not silent
+# ---------------------------------------------------------------------------
+
+
+def test_a_forged_mail_in_an_agents_name_changes_nothing_and_she_is_told_once_an_hour(mailbox, smtp_sink, team):
+    failing = "Authentication-Results: mx.crossec.com; dkim=fail header.d=crossec.com\r\n"
+    mailbox.deliver(agent_mail("#resolve\nMegoldva.\n", signed=False, headers=failing))
+    mailbox.deliver(agent_mail("#mine\n", signed=False, subject="lista"))
+    team("poll", "--once")
+    team("tick")
+    assert team.tickets()[0]["status"] == "acknowledged"
+    [told] = to(smtp_sink, ANNA)  # two refused mails, one notice
+    assert told["Auto-Submitted"] == "auto-generated"
+    assert "dkim" in text_of(told).lower() and "mx.crossec.com" in text_of(told)
+    assert to(smtp_sink, CUSTOMER) == []
+    assert sql(team, "SELECT count(*) FROM event WHERE type = 'agent.refused'") == [(1,)]

@@ -34,6 +34,8 @@ WITH_HTML = {"ack", "outcome"}
 # The desk's mails about many tickets (no subject tag, their own variables): tests/test_desk.py.
 DESK_NAMES = ("agent_digest", "supervisor_report")
 DESK_WITH_HTML = {"supervisor_report"}
+# About an agent's mail, maybe on no ticket (their own variables): tested below.
+AGENT_MAIL_NAMES = ("agent_refused",)
 TAG = "[CRX-000042]"
 BUDAPEST = timezone(timedelta(hours=2))
 
@@ -243,9 +245,9 @@ def check(parts: dict[str, str], name: str, lang: str) -> None:
 # ---------------------------------------------------------------------------
 def test_one_file_per_notification_and_language(env):
     found = {p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.j2")}
-    assert found == {f"{lang}/{name}.j2" for lang in LANGUAGES for name in NAMES + DESK_NAMES}
+    assert found == {f"{lang}/{name}.j2" for lang in LANGUAGES for name in NAMES + DESK_NAMES + AGENT_MAIL_NAMES}
     for lang in LANGUAGES:
-        for name in NAMES + DESK_NAMES:
+        for name in NAMES + DESK_NAMES + AGENT_MAIL_NAMES:
             blocks = set(env.get_template(f"{lang}/{name}.j2").blocks)
             assert blocks == ({"subject", "text", "html"} if name in WITH_HTML | DESK_WITH_HTML else {"subject", "text"})
 
@@ -430,3 +432,22 @@ def test_subject_stays_one_line_whatever_the_customer_subject(env, name, lang):
     subject = render(env, name, lang, ctx)["subject"]
     assert "\n" not in subject and "\r" not in subject and "\t" not in subject
     assert TAG in subject
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("on_ticket", [True, False], ids=["on-a-ticket", "no-ticket"])
+def test_agent_refused_and_a_desk_commands_failure_render_with_or_without_a_ticket(env, lang, on_ticket):
+    base = sample("command_failed", lang)
+    ticket = {"id": "CRX-000042", "subject": "Export"} if on_ticket else None
+    refused = render(env, "agent_refused", lang, {
+        "agent": base["agent"], "reason": "dkim=fail for crossec.com at mx.crossec.com", "ticket": ticket,
+        "trusted": ["mx.crossec.com"], "every_minutes": 60, "company": base["company"]})
+    failed = render(env, "command_failed", lang, {**base, "ticket": base["ticket"] if on_ticket else None})
+    for parts in (refused, failed):
+        assert "\n" not in parts["subject"] and (TAG in parts["subject"]) == on_ticket
+        for leftover in ("{{", "}}", "{%", "%}", "\n\n\n"):
+            assert leftover not in parts["text"]
+    assert "dkim=fail for crossec.com" in refused["text"] and "mx.crossec.com" in refused["text"]
+    assert "#stauts" in failed["text"]
+    if lang == "en":
+        assert not HUNGARIAN_LEFTOVERS.findall(refused["text"] + failed["text"])

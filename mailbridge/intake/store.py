@@ -39,6 +39,7 @@ from mailbridge.intake.form import read_form
 from mailbridge.intake.prepare import Prepared, Staged, Unreadable, raw_copy
 from mailbridge.outbox.render import Renderer
 from mailbridge.workflow import replies
+from mailbridge.workflow import agent_mail
 from mailbridge.workflow.actions import merge_tickets
 from mailbridge.workflow.followups import FollowUp, files_of
 from mailbridge.workflow.tickets import NewTicket, TicketBook
@@ -60,6 +61,7 @@ from mailbridge.models import (
 from mailbridge.logs import get_logger
 from mailbridge.policy import bounces, loops, senders
 from mailbridge.policy.authenticity import sender_is_authentic
+from mailbridge.policy.commands import DeskCommand, read_desk_command
 
 # What a mail recorded on an existing ticket came to, when its assignee gets a copy: all but
 # a new ticket (its agent is told by the assignment notice) and an agent's refused commands
@@ -266,6 +268,9 @@ class MailStore:
 
         role = ""
         report: bounces.BounceVerdict | None = None
+        desk = self._desk_command(parsed) if verdict.is_person and match.is_new else None
+        if desk is not None:
+            return self._desk_mail(raw, prepared, desk, raw_id, again)
         if verdict.is_person:
             outcome_kind, ticket_id, role = self._person_mail(prepared, match, again.placeholder if again else None)
             kind = _KIND_OF_ROLE.get(role, "customer")
@@ -347,6 +352,45 @@ class MailStore:
                               .values(status="closed", updated_at=self.ctx.now))
             self.event(placeholder, EventKind.TICKET_STATUS, "system", {"status": "closed"})
 
+    # --- an agent's desk commands (#open, #log, #mine) in a new mail --------------
+
+    def _desk_command(self, parsed: ParsedMail) -> DeskCommand | None:
+        if self.book.casework is None:
+            return None
+        return read_desk_command(parsed.new_text, {a.email: a.name for a in self.ctx.settings.agents})
+
+    def _authentic(self, parsed: ParsedMail) -> tuple[bool, str]:
+        """Does the receiving border vouch for the sender's domain (SPEC, security)?"""
+        if not self.ctx.settings.security.require_agent_auth:
+            return True, "check switched off"
+        return sender_is_authentic(parsed.headers.get_all("authentication-results"), parsed.sender.email,
+                                   tuple(self.ctx.settings.security.trusted_authserv_ids))
+
+    def _desk_mail(self, raw: RawMail, prepared: Prepared, desk: DeskCommand, raw_id: int,
+                   again: Quarantined | None) -> tuple[Outcome, int]:
+        """A new mail whose first command is `#open`, `#log` or `#mine`: an authenticated agent's
+        is carried out (it opens no ticket of its own); anyone else's is recorded and does
+        nothing, and a refused agent is told why."""
+        parsed = prepared.mail
+        sender = parsed.sender.email
+        is_agent = sender in self.ctx.settings.agent_addresses
+        authentic, why = self._authentic(parsed) if is_agent else (False, "not an agent")
+        if not authentic:
+            message_pk = self._message(parsed, None, str(OutcomeKind.REFUSED), raw_id, why, again)
+            self.attachments(parsed, message_pk, None, prepared.staged)
+            self.event(None, EventKind.MAIL_REFUSED, sender or "unknown",
+                       {"command": desk.name, "reason": why, "message": message_pk})
+            if is_agent:
+                log.warning(EventKind.MAIL_FORGED_AGENT, reason=why)
+                agent_mail.tell_refused_agent(self.book, sender, why, None)
+            return Outcome(raw.uid, OutcomeKind.REFUSED, None, PROCESSED, why), message_pk
+        message_pk = self._message(parsed, None, "agent", raw_id, "", again)
+        self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(internal=True))
+        self.attachments(parsed, message_pk, None, prepared.staged)
+        self._flush_attachments()  # an #open's files go on to its first message
+        kind, ticket_id = agent_mail.act_on_desk_command(self.book, parsed, desk, None)
+        return Outcome(raw.uid, kind, ticket_id, PROCESSED), message_pk
+
     # --- tickets ---------------------------------------------------------------
 
     def _person_mail(self, prepared: Prepared, match: ThreadMatch,
@@ -363,15 +407,15 @@ class MailStore:
         participants = self._participants_of(ticket.id, ticket.reporter_id)
         role = senders.sender_role(parsed.sender.email, participants)
         forged = False
-        if role in senders.STAFF and self.ctx.settings.security.require_agent_auth:
-            authentic, why = sender_is_authentic(parsed.headers.get_all("authentication-results"),
-                                                 parsed.sender.email,
-                                                 tuple(self.ctx.settings.security.trusted_authserv_ids))
+        if role in senders.STAFF:
+            authentic, why = self._authentic(parsed)
             if not authentic:
                 # A forged agent or division address changes nothing, and is a warning (SPEC, security).
                 event = _FORGED_EVENT[role]
                 self.event(ticket.id, event, parsed.sender.email, {"reason": why})
                 log.warning(event, ticket=ticket.id, reason=why)
+                if role == senders.AGENT:  # not silent: the agent learns why (at most hourly)
+                    agent_mail.tell_refused_agent(self.book, parsed.sender.email, why, ticket.id)
                 role, forged = senders.proven_role(role, authentic), True
         effect = senders.reply_effect(role, ticket.status, ticket.resolved_at, self.ctx.now,
                                       self.ctx.settings.tickets.reopen_days)

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from mailbridge.policy.classify import fold
-from mailbridge.vocabulary import AREAS, CATEGORIES, TICKET_STATUSES
+from mailbridge.policy.addresses import normalise_address
+from mailbridge.vocabulary import AREAS, CATEGORIES, MANUAL_CHANNELS, TICKET_STATUSES
 
 COMMAND_NAMES = ("note", "status", "category", "area", "assign", "escalate", "resolve")
 SETTABLE_STATUSES = tuple(s for s in TICKET_STATUSES if s != "new")
@@ -270,3 +271,132 @@ def read_commands(text: str, agents: dict[str, str], divisions: dict[str, str]) 
         problems.append(CommandProblem(resolve.line, lines[resolve.line - 1].rstrip("\r\n"),
                                        "#resolve needs the outcome for the customer below the commands"))
     return AgentReply(tuple(commands), tuple(problems), body)
+
+
+# ---------------------------------------------------------------------------
+# Desk commands: an agent's mail that opens a ticket, logs a contact or asks for her queue
+# (SPEC "The agent's day by mail"). Read like reply commands; the first command names it.
+# ---------------------------------------------------------------------------
+
+DESK_COMMANDS = ("open", "log", "mine")
+_OPEN_EXTRAS = ("reporter", "phone", "category", "area", "assign")
+_PHONE = re.compile(r"\+?[0-9][0-9 ()./-]{2,30}\Z")
+
+DESK_HELP: tuple[str, ...] = (
+    "#open phone|post|social|other",
+    "#reporter Name <e-mail>   (or #reporter Name with #phone NUMBER)",
+    "#category / #area / #assign   (optional, with #open)",
+    "#log phone|post|social|other in|out   (at the top of a reply to a ticket)",
+    "#mine",
+)
+
+
+@dataclass(frozen=True)
+class DeskCommand:
+    name: str  # open, log, mine
+    channel: str = ""
+    direction: str = ""  # #log: in (they contacted us) or out
+    reporter_name: str = ""
+    reporter_email: str = ""  # normalised by the caller's rule; "" with a phone number
+    phone: str = ""
+    category: str = "Egyéb"
+    area: str = "Egyéb"
+    assign: str = ""  # an agent's e-mail; "" = the sender
+    problems: tuple[CommandProblem, ...] = ()
+    text: str = ""  # below the commands
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_desk_command(text: str, agents: dict[str, str]) -> DeskCommand | None:
+    """The desk command at the top of `text`, or None when its first command is not one (an
+    ordinary reply, read by `read_commands`). `agents`: {email: name}."""
+    lines = text.splitlines(keepends=True)
+    found: list[tuple[int, str, str, str]] = []  # (line, name, value, line as written)
+    body_start = len(lines)
+    for index, raw in enumerate(lines):
+        line = raw.rstrip("\r\n")
+        stripped = line.strip(_LEADING_JUNK + "\r\n\f\v")
+        if not stripped:
+            continue
+        matched = _COMMAND_LINE.match(stripped)
+        if not matched:
+            body_start = index
+            break
+        found.append((index + 1, matched.group("name").casefold(), " ".join(matched.group("value").split()), line))
+    if not found or found[0][1] not in DESK_COMMANDS:
+        return None
+    first_line, name, value, written = found[0]
+    problems: list[CommandProblem] = []
+    values: dict[str, str] = {}
+    body = "".join(lines[body_start:])
+    words = value.casefold().split()
+    if name == "mine":
+        if value:
+            problems.append(CommandProblem(first_line, written, "#mine takes no value"))
+    elif not words or words[0] not in MANUAL_CHANNELS:
+        problems.append(CommandProblem(first_line, written, f"#{name} needs a channel: {', '.join(MANUAL_CHANNELS)}"))
+    else:
+        values["channel"] = words[0]
+        if name == "log":
+            if len(words) != 2 or words[1] not in ("in", "out"):
+                problems.append(CommandProblem(first_line, written, "#log needs a channel and in or out, "
+                                                                    "e.g. #log phone out"))
+            else:
+                values["direction"] = words[1]
+        elif len(words) != 1:
+            problems.append(CommandProblem(first_line, written, "#open takes only the channel; the reporter goes "
+                                                                "on a #reporter line"))
+    allowed = _OPEN_EXTRAS if name == "open" else ()
+    for number, extra, given, written in found[1:]:
+        def problem(reason: str) -> None:
+            problems.append(CommandProblem(number, written, reason))
+
+        if extra not in allowed:
+            problem(f"#{extra} cannot go with #{name}" if extra in COMMAND_NAMES + DESK_COMMANDS + _OPEN_EXTRAS
+                    else f"unknown command #{extra}")
+        elif extra in values:
+            problem(f"#{extra} is given twice")
+        elif extra == "reporter":
+            person_name, _, rest = given.partition("<")
+            if rest:
+                address = normalise_address(rest.rstrip(">").strip())
+                if address is None:
+                    problem(f"not an e-mail address: {rest.rstrip('>').strip()!r}")
+                    continue
+                values["reporter_email"] = address
+            values["reporter"] = person_name.strip().strip("\"'")[:200]
+            if not values["reporter"] and not rest:
+                problem("#reporter needs a name, an address in <>, or both")
+        elif extra == "phone":
+            if not _PHONE.match(given):
+                problem(f"not a phone number: {given!r}")
+                continue
+            values["phone"] = given
+        elif extra in ("category", "area"):
+            canonical, reason = (_named_choice("category", given, CATEGORIES, _CATEGORY_ALIASES) if extra == "category"
+                                 else _named_choice("area", given, AREAS, _AREA_ALIASES))
+            if reason:
+                problem(reason)
+            else:
+                values[extra] = canonical
+        else:
+            email, reason = _person("agent", given, agents)
+            if reason:
+                problem(reason)
+            else:
+                values["assign"] = email
+    if name == "open" and not problems:
+        if "reporter" not in values:
+            problems.append(CommandProblem(first_line, written, "#open needs #reporter Name <e-mail> "
+                                                                "(or #reporter Name with #phone NUMBER)"))
+        elif not values.get("reporter_email") and not values.get("phone"):
+            problems.append(CommandProblem(first_line, written, "a #reporter without an e-mail address needs "
+                                                                "#phone NUMBER"))
+    return DeskCommand(
+        name=name, channel=values.get("channel", ""), direction=values.get("direction", ""),
+        reporter_name=values.get("reporter", ""), reporter_email=values.get("reporter_email", ""),
+        phone=values.get("phone", ""), category=values.get("category", "Egyéb"), area=values.get("area", "Egyéb"),
+        assign=values.get("assign", ""), problems=tuple(problems), text=body.lstrip("\r\n"))

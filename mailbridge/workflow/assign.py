@@ -6,6 +6,7 @@ as tickets are handed out, so intake does not count open tickets per mail.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -51,9 +52,12 @@ class AssignmentBook:
         """Chooses, records and tells the agent; returns the agent's address (None: nobody)."""
         return self.assign_many([(ticket_id, area, customer_text)], now, by).get(ticket_id)
 
-    def assign_many(self, tickets: list[tuple[int, str, str]], now: datetime, by: str = "system") -> dict[int, str | None]:
+    def assign_many(self, tickets: list[tuple[int, str, str]], now: datetime, by: str = "system",
+                    given: Mapping[int, str] | None = None) -> dict[int, str | None]:
         """`assign` for a batch of new tickets ((id, area, customer text), …): the choices one by
-        one, as loads change, and the writes one statement per table for the whole batch."""
+        one, as loads change, and the writes one statement per table for the whole batch.
+        `given`: tickets whose agent their opener chose (an agent's `#open` by mail)."""
+        given = given or {}
         if not self.settings.agents or not tickets:
             return {}
         load = self._load()
@@ -69,7 +73,7 @@ class AssignmentBook:
         for ticket_id, area, customer_text in tickets:
             loads = [AgentLoad(a.email, frozenset(a.areas), a.active, a.fallback, load.get(a.email, 0),
                                self._last.get(a.email)) for a in self.settings.agents]
-            agent = chosen[ticket_id] = choose_agent(area, loads)
+            agent = chosen[ticket_id] = given.get(ticket_id) or choose_agent(area, loads)
             if agent is None:
                 events.append(journal.entry(ticket_id, EventKind.TICKET_UNASSIGNED, by, now,
                                             {"reason": "no active agent covers the area"}))

@@ -18,7 +18,8 @@ from mailbridge.models import T_MESSAGE, T_OUTBOX, T_REPORTER, T_TICKET
 from mailbridge.outbox.context import ticket_context
 from mailbridge.outbox.queue import queue_mail, render_mail
 from mailbridge.policy.bounces import BounceVerdict
-from mailbridge.policy.commands import VALID_COMMANDS, read_commands
+from mailbridge.policy.commands import VALID_COMMANDS, read_commands, read_desk_command
+from mailbridge.workflow import agent_mail
 from mailbridge.workflow.tickets import TicketBook
 
 
@@ -29,6 +30,10 @@ def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, messa
     settings, casework, conn = book.settings, book.casework, book.conn
     assert casework is not None and book.renderer is not None
     agent = mail.sender.email
+    desk = read_desk_command(mail.new_text, {a.email: a.name for a in settings.agents})
+    if desk is not None:  # #log (or #open, #mine) at the top of a reply to the ticket
+        _mark_internal(conn, message_pk)
+        return agent_mail.act_on_desk_command(book, mail, desk, ticket_id)[0]
     reply = read_commands(mail.new_text, {a.email: a.name for a in settings.agents},
                           {d.email: d.name for d in settings.divisions})
     if not reply.ok:

@@ -45,6 +45,7 @@ class NewTicket:
     by: str = "system"
     text: str = ""  # the reporter's first words: the assignment notice quotes them
     flags: tuple[str, ...] = ()
+    assignee: str | None = None  # an agent chosen by whoever opens it (#open by mail); None: by area and load
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class TicketBook:
         self.looked_up: set[str] = set()  # addresses already asked for: not there means new
         self.participants: dict[int, set[str]] = defaultdict(set)  # added by this batch
         self.pending_assignments: list[tuple[int, str, str]] = []
+        self.given: dict[int, str] = {}  # ticket -> the agent its opener chose
         self._participant_rows: list[dict] = []
         self._attachment_rows: list[dict] = []
         self._events: list[dict] = []
@@ -128,6 +130,8 @@ class TicketBook:
                 detail["follows"] = format_ticket_id(new.linked, self.prefix)
             self.event(ticket_id, EventKind.TICKET_CREATED, new.by, detail)
         self.pending_assignments.append((ticket_id, new.area, new.text[:4000]))
+        if new.assignee:
+            self.given[ticket_id] = new.assignee
         return ticket_id
 
     def open_by_hand(self, new: NewTicket, said: str, files: Iterable[StoredFile] = ()) -> int:
@@ -226,8 +230,9 @@ class TicketBook:
         journal.record_all(self.conn, self._events)
         self._events.clear()
         if self.assignments is not None:
-            self.assignments.assign_many(self.pending_assignments, self.now)
+            self.assignments.assign_many(self.pending_assignments, self.now, given=self.given)
         self.pending_assignments.clear()
+        self.given.clear()
         if self.followups is not None:
             self.followups.finish()
 
