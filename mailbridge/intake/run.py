@@ -51,7 +51,6 @@ from mailbridge.outbox.render import Renderer
 
 log = get_logger("mailbridge.intake")
 
-MAILBOX = "default"
 MAX_FETCH_ATTEMPTS = 5
 # Staged files older than this are a killed poller's leftovers: no mail is in
 # hand that long (parse_timeout is at most 10 minutes).
