@@ -266,3 +266,16 @@ def test_a_forged_mail_in_an_agents_name_changes_nothing_and_she_is_told_once_an
     assert "dkim" in text_of(told).lower() and "mx.crossec.com" in text_of(told)
     assert to(smtp_sink, CUSTOMER) == []
     assert sql(team, "SELECT count(*) FROM event WHERE type = 'agent.refused'") == [(1,)]
+
+
+def test_check_says_whether_the_trusted_authserv_ids_are_seen_on_recent_mail(mailbox, smtp_sink, mailbridge_for):
+    right = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, security=TRUSTED)
+    assert "ok   agent auth" in right("check", check=False).stdout  # nothing taken in yet
+    mailbox.deliver(mail("Hello", subject="Első", headers="Authentication-Results: mx.crossec.com; spf=pass "
+                                                         "smtp.mailfrom=example.hu\r\n"))
+    right("poll", "--once")
+    assert "mx.crossec.com on top of 1 of the last 1 mails" in right("check", check=False).stdout
+    wrong = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, init=False,
+                           security={"trusted_authserv_ids": ["mx.elgepelt.example"]})
+    line = [l for l in wrong("check", check=False).stdout.splitlines() if "agent auth" in l][0]
+    assert line.startswith("FAIL") and "mx.crossec.com (1)" in line

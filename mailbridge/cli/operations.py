@@ -200,6 +200,8 @@ def check(app: App) -> None:
         except Exception as exc:
             results.append((label, False, _one_line(exc)))
     results.append(_check_smtp(settings))
+    if settings.agents and settings.security.require_agent_auth:
+        results.append(_check_agent_auth(app))
     from mailbridge import metrics
 
     limit = settings.alarm.poll_stale_minutes * 60
@@ -222,6 +224,29 @@ def check(app: App) -> None:
         click.echo(f"{mark} {name:<{width}}  {detail}")
     if not all(ok for _, ok, _ in results):
         sys.exit(1)
+
+
+def _check_agent_auth(app: App) -> tuple[str, bool, str]:
+    """Would agents' mail pass? The configured authserv-ids against those on top of recent
+    mail: ops learn of a wrong setting before an agent's reply is refused."""
+    from mailbridge.workflow.agent_mail import authserv_ids_seen
+
+    trusted = {t.strip().rstrip(".").lower() for t in app.settings.security.trusted_authserv_ids if t.strip()}
+    if not trusted:
+        return ("agent auth", False, "security.trusted_authserv_ids is empty: every agent's mail is refused")
+    try:
+        with app.db.transaction() as conn:
+            read, seen = authserv_ids_seen(conn)
+    except Exception as exc:  # check reports; it must not crash on what it checks
+        return ("agent auth", False, _one_line(exc))
+    if not read:
+        return ("agent auth", True, "no mail taken in yet to compare security.trusted_authserv_ids with")
+    hits = sum(n for authserv, n in seen.items() if authserv in trusted)
+    if hits:
+        return ("agent auth", True, f"{', '.join(sorted(trusted))} on top of {hits} of the last {read} mails")
+    found = ", ".join(f"{a} ({n})" for a, n in seen.most_common(3) if a) or "no Authentication-Results"
+    return ("agent auth", False, f"none of the last {read} mails came through {', '.join(sorted(trusted))} "
+                                 f"(on top: {found}): check security.trusted_authserv_ids")
 
 
 def _check_smtp(settings: Settings) -> tuple[str, bool, str]:

@@ -135,6 +135,17 @@ def sender_is_authentic(
     return ok, reason
 
 
+def topmost_authserv_id(auth_results: tuple[str, ...]) -> str:
+    """The authserv-id of a mail's topmost Authentication-Results ("" for none): the border
+    that received it, which `security.trusted_authserv_ids` must name (`mailbridge check`)."""
+    for value in auth_results:
+        if isinstance(value, str):
+            authserv, _, _ = _read(value)
+            if authserv:
+                return authserv
+    return ""
+
+
 def _read(value: str) -> tuple[str, authres.AuthenticationResultsHeader | None, str]:
     """(authserv-id, parsed header, note). The id is "" when there is none; the header is
     None when authres cannot read it (the id then comes from its leading word, if any)."""

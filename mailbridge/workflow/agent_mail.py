@@ -15,8 +15,12 @@ on PostgreSQL, so two hosts taking in two forged mails tell her once.
 
 from __future__ import annotations
 
+import email.policy
 import re
+import zlib
+from collections import Counter
 from datetime import timedelta, timezone
+from email.parser import BytesHeaderParser
 
 import sqlalchemy as sa
 
@@ -25,9 +29,10 @@ from mailbridge.adapters.db import claim_in_transaction
 from mailbridge.journal import EventKind
 from mailbridge.logs import get_logger
 from mailbridge.mail import Address, OutcomeKind, ParsedMail
-from mailbridge.models import T_EVENT, T_TICKET
+from mailbridge.models import T_EVENT, T_MESSAGE, T_RAW, T_TICKET
 from mailbridge.outbox.context import ticket_context
 from mailbridge.outbox.queue import queue_mail, render_mail
+from mailbridge.policy.authenticity import topmost_authserv_id
 from mailbridge.policy.commands import DESK_HELP, CommandProblem, DeskCommand
 from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.workflow.desk import digest_for, digest_mail
@@ -130,3 +135,27 @@ def tell_refused_agent(book: TicketBook, agent: str, reason: str, ticket_id: int
     journal.record(conn, None, EventKind.AGENT_REFUSED, agent, now, {"reason": reason[:300]})
     log.info("agent.refused_told", ticket=ticket_id)
     return True
+
+
+# How many recent incoming mails `check` reads the headers of, and how much of each.
+RECENT_MAILS = 50
+_HEAD_BYTES = 64 * 1024
+
+
+def authserv_ids_seen(conn: sa.Connection, limit: int = RECENT_MAILS) -> tuple[int, Counter[str]]:
+    """(mails read, how many of them had each authserv-id on top): the last `limit` incoming
+    mails' kept raw copies, only the start of each decompressed (bounded, whatever their size),
+    so ops learn of a wrong `security.trusted_authserv_ids` before agents' mail is refused."""
+    rows = conn.execute(
+        sa.select(sa.func.substr(T_RAW.c.data, 1, _HEAD_BYTES))
+        .join(T_MESSAGE, T_MESSAGE.c.raw_id == T_RAW.c.id)
+        .where(T_MESSAGE.c.direction == "in").order_by(T_MESSAGE.c.id.desc()).limit(limit)).scalars().all()
+    seen: Counter[str] = Counter()
+    for start in rows:
+        try:
+            head = zlib.decompressobj().decompress(bytes(start or b""), _HEAD_BYTES).split(b"\r\n\r\n", 1)[0]
+        except zlib.error:
+            continue
+        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(head.split(b"\n\n", 1)[0])
+        seen[topmost_authserv_id(tuple(str(v) for v in headers.get_all("authentication-results") or ()))] += 1
+    return len(rows), seen
