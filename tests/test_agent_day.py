@@ -279,3 +279,118 @@ def test_check_says_whether_the_trusted_authserv_ids_are_seen_on_recent_mail(mai
                            security={"trusted_authserv_ids": ["mx.elgepelt.example"]})
     line = [l for l in wrong("check", check=False).stdout.splitlines() if "agent auth" in l][0]
     assert line.startswith("FAIL") and "mx.crossec.com (1)" in line
+
+
+# ---------------------------------------------------------------------------
+# The story of one agent's day
+# ---------------------------------------------------------------------------
+
+
+def test_an_agents_whole_day_from_her_mail_client(mailbox, smtp_sink, mailbridge_for):
+    import re
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from mailbridge.policy.deadline import is_working_day
+
+    budapest = ZoneInfo("Europe/Budapest")
+    today = datetime.now(budapest).date()
+
+    def after_today(where):  # type: ignore[no-untyped-def]
+        day = today + timedelta(days=1)
+        while not where(day):
+            day += timedelta(days=1)
+        return day
+
+    def at(day, hour: int, minute: int = 0) -> str:  # type: ignore[no-untyped-def]
+        return datetime.combine(day, time(hour, minute), budapest).isoformat()
+
+    def listed(message) -> list[str]:  # type: ignore[no-untyped-def]
+        return re.findall(r"\[(CRX-\d{6})\]", text_of(message).split("Egy ügyön")[0])  # the list, not its help
+
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, supervisors=SUPERVISORS, security=TRUSTED,
+                          desk={"agent_digest": True, "digest_time": "08:00"})
+
+    # A customer writes; Anna is assigned and the customer acknowledged.
+    mailbox.deliver(simple_mail(1, sender=CUSTOMER, subject="Export"))
+    desk("poll", "--once")
+    desk("tick")
+    [ack] = to(smtp_sink, CUSTOMER)
+    [assigned] = to(smtp_sink, ANNA)
+    assert "[CRX-000001]" in ack["Subject"] and "[CRX-000001]" in assigned["Subject"]
+    smtp_sink.clear()
+
+    # The customer follows up with a PDF: Anna gets it in the same thread, the file attached.
+    pdf = b"%PDF-1.4 a hibas export kepe"
+    mailbox.deliver(mail("Csatolom a hibás exportot.", subject="Re: " + str(ack["Subject"]),
+                         in_reply_to=ack["Message-ID"], files=(("export.pdf", pdf),)))
+    desk("poll", "--once")
+    desk("tick")
+    [update] = to(smtp_sink, ANNA)
+    assert assigned["In-Reply-To"] in update["References"]  # the customer's first mail: one conversation
+    assert [(p.get_filename(), p.get_payload(decode=True)) for p in update.iter_attachments()] == [("export.pdf", pdf)]
+    assert "Csatolom a hibás exportot." in text_of(update)
+
+    # She answers it from her client: relayed to the customer.
+    smtp_sink.clear()
+    mailbox.deliver(agent_mail("Köszönjük, megnéztük: a javítás holnap érkezik.",
+                               subject="Re: " + str(update["Subject"]), in_reply_to=update["Message-ID"]))
+    assert "1 agent_reply" in desk("poll", "--once").stdout
+    desk("tick")
+    [relay] = to(smtp_sink, CUSTOMER)
+    assert "a javítás holnap érkezik" in text_of(relay)
+
+    # A caller phones; she opens the ticket by mail, and the caller's acknowledgement carries the new ID.
+    smtp_sink.clear()
+    mailbox.deliver(agent_mail("#open phone\n#reporter Varga Tünde <tunde@example.hu>\n\n"
+                               "Visszahívást kér a számlája miatt.\n", subject="Számla visszahívás"))
+    assert "1 agent_opened" in desk("poll", "--once").stdout
+    desk("tick")
+    [caller_ack] = to(smtp_sink, "tunde@example.hu")
+    assert "[CRX-000002]" in caller_ack["Subject"] and "CRX-000002" in text_of(caller_ack)
+    [notice] = to(smtp_sink, ANNA)
+
+    # She calls back and logs it with #log, replying to the ticket's notice.
+    smtp_sink.clear()
+    mailbox.deliver(agent_mail("#log phone out\nVisszahívtam, a számlát újraküldjük.\n",
+                               subject="Re: " + str(notice["Subject"]), in_reply_to=notice["Message-ID"]))
+    assert "1 agent_logged" in desk("poll", "--once").stdout
+    contacts = [m for m in desk.ticket("CRX-000002")["messages"] if m["kind"] == "contact"]
+    assert [(c["channel"], c["direction"]) for c in contacts] == [("phone", "out")]
+
+    # A forged mail in her name changes nothing, and she is told once within the hour, not twice.
+    failing = "Authentication-Results: mx.crossec.com; dkim=fail header.d=crossec.com\r\n"
+    for body in ("#resolve\nLezárva.\n", "#status closed\n"):
+        mailbox.deliver(agent_mail(body, signed=False, headers=failing, subject="Re: [CRX-000001] Export"))
+        desk("poll", "--once")
+    desk("tick")
+    assert desk.ticket("CRX-000001")["status"] == "in_progress"
+    refusals = [m for m in to(smtp_sink, ANNA) if "nem fogadta el" in str(m["Subject"])]
+    assert len(refusals) == 1 and "dkim" in text_of(refusals[0]).lower()
+    assert to(smtp_sink, CUSTOMER) == []
+
+    # #mine: both tickets at once, in deadline order.
+    smtp_sink.clear()
+    mailbox.deliver(agent_mail("#mine\n", subject="Listám"))
+    assert "1 agent_queue" in desk("poll", "--once").stdout
+    desk("tick")
+    [mine] = to(smtp_sink, ANNA)
+    assert listed(mine) == ["CRX-000001", "CRX-000002"]
+
+    # The morning digest: none on a Sunday, the same list on the next working morning.
+    smtp_sink.clear()
+    assert "0 digests" in desk("tick", "--at", at(after_today(lambda d: d.weekday() == 6), 9)).stdout
+    assert "1 digests" in desk("tick", "--at", at(after_today(lambda d: is_working_day(d, "HU")), 8, 30)).stdout
+    [digest] = [m for m in to(smtp_sink, ANNA) if "Napi ügylista" in str(m["Subject"])]
+    assert listed(digest) == listed(mine)
+
+    # The supervisor's Monday report counts the week: two opened, by e-mail and by phone, none late.
+    monday = today + timedelta(days=7 - today.weekday())
+    desk("tick", "--at", at(monday, 8, 5))
+    [report] = [m for m in to(smtp_sink, SUPERVISORS[0]["email"]) if "Heti jelentés" in str(m["Subject"])]
+    assert "(2 új, 0 lezárt ügy)" in report["Subject"]
+    figures = json.loads(desk("report", "--week", "--json", "--at", at(monday, 8, 5)).stdout)
+    assert {r["channel"]: r["opened"] for r in figures["by_channel"] if r["opened"]} == {"email": 1, "phone": 1}
+    # Deadlines fall in this week or the next (two working days on): whichever it counts, all were kept.
+    assert figures["acknowledged_in_time"] == figures["acknowledgement_deadlines"] and figures["missed"] == []
+    assert figures["median_seconds_to_acknowledge"] is not None
