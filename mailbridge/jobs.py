@@ -189,7 +189,8 @@ def stuck_loops(loops: dict[str, tuple[service.Heartbeat, threading.Thread | Non
             if (thread is not None and not thread.is_alive()) or not heartbeat.healthy()]
 
 
-def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] | None = None) -> None:
+def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] | None = None,
+               stopping: threading.Event | None = None) -> None:
     """An intake loop per mailbox in its own thread (IDLE or polling), the other jobs
     on a background schedule, systemd told when ready and pinged while intake lives."""
     jobs = Jobs(settings, db)
@@ -272,7 +273,7 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
                 service.watchdog()
 
         scheduler.add_job(ping_watchdog, "interval", seconds=timeout / 2, id="watchdog", **common)
-    done = threading.Event()
+    done = stopping or threading.Event()  # set already: asked to stop while starting
 
     def stop(signum, _frame):  # type: ignore[no-untyped-def]
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
@@ -300,6 +301,10 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reread)
+    if done.is_set():
+        log.info("daemon.stopping", signal="SIGTERM", while_starting=True)
+        for loop in loops:
+            loop.stop()
     scheduler.start()
     for thread in threads:
         thread.start()

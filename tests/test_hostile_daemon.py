@@ -393,3 +393,30 @@ def test_run_with_its_metrics_port_taken_says_one_line(mailbox, smtp_sink, mailb
     assert result.returncode == 1
     [line] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
     assert line.startswith("mailbridge: metrics.listen: cannot listen on")
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Has the process installed its own SIGTERM handler yet (Linux: SigCgt in /proc)?"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_sigterm_while_the_daemon_still_starts_is_a_clean_stop(mailbox, smtp_sink, mailbridge_for, tmp_path):
+    # systemd may stop a unit that is still starting; the test that kills and restarts daemons does too.
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS)
+    journal = tmp_path / "daemon.log"
+    daemon = desk.start("run", output=journal)
+    deadline = time.monotonic() + 30
+    while not _catches_sigterm(daemon.pid) and daemon.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    # Caught before the daemon even opens its database: no moment of its start dies by the signal.
+    open_files = [os.readlink(fd) for fd in Path(f"/proc/{daemon.pid}/fd").iterdir()]
+    daemon.send_signal(signal.SIGTERM)  # at once: the daemon is still loading and connecting
+    assert not any("mailbridge.db" in path for path in open_files), open_files
+    assert daemon.wait(timeout=30) == 0
+    events = [json.loads(line)["event"] for line in journal.read_text().splitlines() if line.startswith("{")]
+    assert "daemon.stopping" in events and "Traceback" not in journal.read_text()

@@ -66,10 +66,18 @@ def poll(app: App, once: bool) -> None:
 @pass_app
 def run(app: App) -> None:
     """The daemon, in the foreground."""
+    import signal
+    import threading
+
+    # A SIGTERM while the daemon still starts (systemd stopping it early) is a clean stop
+    # too, not a death by signal: noted now, obeyed once the daemon's own handlers are in.
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
     from mailbridge.jobs import run_daemon
 
     configure_logging(app.settings.logging.level, app.settings.logging.format, stream=sys.stdout)
-    run_daemon(app.settings, app.ready_db(), reload=lambda: load_settings(config_path(app.config)))
+    run_daemon(app.settings, app.ready_db(), reload=lambda: load_settings(config_path(app.config)), stopping=stopping)
 
 
 @click.command()
