@@ -394,3 +394,20 @@ def test_an_agents_whole_day_from_her_mail_client(mailbox, smtp_sink, mailbridge
     # Deadlines fall in this week or the next (two working days on): whichever it counts, all were kept.
     assert figures["acknowledged_in_time"] == figures["acknowledgement_deadlines"] and figures["missed"] == []
     assert figures["median_seconds_to_acknowledge"] is not None
+
+
+def test_an_out_of_office_reply_is_forwarded_but_the_agents_own_does_not_loop(mailbox, smtp_sink, team):
+    mailbox.deliver(mail("Szabadságon vagyok jövő hétig.", subject="Automatikus válasz: [CRX-000001] Export",
+                         headers="Auto-Submitted: auto-replied\r\n"))
+    assert "1 auto_reply" in team("poll", "--once").stdout
+    team("tick")
+    [update] = to(smtp_sink, ANNA)
+    assert "Szabadságon vagyok" in text_of(update)
+    # Anna's own out-of-office answers the forward: recorded on the ticket, and nothing more goes out.
+    smtp_sink.clear()
+    mailbox.deliver(mail("Házon kívül vagyok.", sender=ANNA, name="Kiss Anna", subject="Házon kívül: "
+                         + str(update["Subject"]), in_reply_to=update["Message-ID"],
+                         headers="Auto-Submitted: auto-replied\r\n"))
+    assert "1 auto_reply" in team("poll", "--once").stdout
+    team("tick")
+    assert smtp_sink.messages == []

@@ -217,3 +217,58 @@ def test_valid_commands_help_lines_parse_or_are_templates():
             continue
         reply = read(f"{line}\nKész.")
         assert reply.ok, (line, reply.problems)
+
+
+# ---------------------------------------------------------------------------
+# Desk commands (#open, #log, #mine): pure
+# ---------------------------------------------------------------------------
+
+from mailbridge.policy.commands import read_desk_command  # noqa: E402
+from mailbridge.policy.forwarding import share_files  # noqa: E402
+
+DESK_AGENTS = {"kiss.anna@crossec.com": "Kiss Anna", "szabo.peter@crossec.com": "Szabó Péter"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("#open phone\n#reporter Varga Tünde <Tunde@Example.hu>\n#area gdpr\n#assign Szabó Péter\n\nHívott.\n",
+     ("open", "phone", "Varga Tünde", "tunde@example.hu", "", "GDPR Segédanyagok", "szabo.peter@crossec.com", "Hívott.\n")),
+    ("#open post\n#reporter Horváth Ödön\n#phone +36 1 234 5678\nLevél jött.",
+     ("open", "post", "Horváth Ödön", "", "+36 1 234 5678", "Egyéb", "", "Levél jött.")),
+    ("#LOG Phone OUT\nVisszahívtam.", ("log", "phone", "", "", "", "Egyéb", "", "Visszahívtam.")),
+    ("\n#mine\n", ("mine", "", "", "", "", "Egyéb", "", "")),
+])
+def test_desk_commands_read(text, expected):
+    c = read_desk_command(text, DESK_AGENTS)
+    assert c is not None and c.ok, c
+    assert (c.name, c.channel, c.reporter_name, c.reporter_email, c.phone, c.area, c.assign, c.text) == expected
+
+
+@pytest.mark.parametrize("text", ["Szia!\n#open phone", "#note\n#open phone", "#status closed\n", "# open phone", ""])
+def test_not_a_desk_command(text):
+    assert read_desk_command(text, DESK_AGENTS) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("#open phone\n\nHívott.", "#open needs #reporter"),
+    ("#open fax\n#reporter A <a@example.hu>", "#open needs a channel"),
+    ("#open phone\n#reporter Kiss Béla", "needs #phone"),
+    ("#open phone\n#reporter A <nem cím>", "not an e-mail address"),
+    ("#open phone\n#reporter A <a@example.hu>\n#phone hívjon vissza", "not a phone number"),
+    ("#open phone\n#reporter A <a@example.hu>\n#assign Senki", "unknown agent"),
+    ("#open phone\n#reporter A <a@example.hu>\n#resolve", "#resolve cannot go with #open"),
+    ("#open phone\n#reporter A <a@example.hu>\n#reporter B <b@example.hu>", "given twice"),
+    ("#log phone\nx", "in or out"),
+    ("#log phone out\n#status closed\nx", "#status cannot go with #log"),
+    ("#mine please", "takes no value"),
+])
+def test_desk_command_problems(text, reason):
+    c = read_desk_command(text, DESK_AGENTS)
+    assert c is not None and not c.ok
+    assert any(reason in p.reason for p in c.problems), c.problems
+
+
+def test_files_are_attached_while_they_fit_in_the_cap_the_rest_listed():
+    files = [{"filename": n, "size": s} for n, s in (("a", 600), ("big", 5000), ("b", 400), ("zero", 0), ("c", 1))]
+    attached, listed = share_files(files, 1000)
+    assert [f["filename"] for f in attached] == ["a", "b", "zero"] and [f["filename"] for f in listed] == ["big", "c"]
+    assert share_files(files, 0) == (({"filename": "zero", "size": 0},), tuple(f for f in files if f["size"]))
