@@ -411,3 +411,14 @@ def test_an_out_of_office_reply_is_forwarded_but_the_agents_own_does_not_loop(ma
     assert "1 auto_reply" in team("poll", "--once").stdout
     team("tick")
     assert smtp_sink.messages == []
+
+
+def test_erasing_a_customer_empties_the_forwards_of_their_mail(mailbox, smtp_sink, team):
+    mailbox.deliver(mail("A titkos ügyfélszámom 12345.", files=(("adat.pdf", b"%PDF adat"),)))
+    team("poll", "--once")
+    team("tick")
+    assert len(to(smtp_sink, ANNA)) == 1
+    team("gdpr", "erase", CUSTOMER, "--yes")
+    rows = sql(team, "SELECT body_text, attachments FROM outbox WHERE template = 'ticket_update'")
+    assert rows and all("12345" not in body and attachments == "[]" for body, attachments in rows)
+    assert sql(team, "SELECT count(*) FROM message WHERE kind = 'ticket_update' AND text LIKE '%12345%'") == [(0,)]
