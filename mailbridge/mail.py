@@ -123,4 +123,5 @@ class OutcomeKind(StrEnum):
     AGENT_OPENED = "agent_opened"  # #open: a ticket on another channel
     AGENT_LOGGED = "agent_logged"  # #log: a contact logged on the ticket
     AGENT_QUEUE = "agent_queue"  # #mine: her queue sent at once
-    REFUSED = "refused"  # a desk command from someone who may not give it: recorded, nothing done
+    REFUSED = "refused"  # a desk command from a non-agent, or a new mail in an agent's name that fails the
+    # authenticity check: recorded, nothing done

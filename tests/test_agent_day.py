@@ -422,3 +422,16 @@ def test_erasing_a_customer_empties_the_forwards_of_their_mail(mailbox, smtp_sin
     rows = sql(team, "SELECT body_text, attachments FROM outbox WHERE template = 'ticket_update'")
     assert rows and all("12345" not in body and attachments == "[]" for body, attachments in rows)
     assert sql(team, "SELECT count(*) FROM message WHERE kind = 'ticket_update' AND text LIKE '%12345%'") == [(0,)]
+
+
+def test_a_new_mail_in_an_agents_name_that_fails_the_check_opens_nothing_and_she_is_told(mailbox, smtp_sink, team):
+    mailbox.deliver(agent_mail("Kérem utalják vissza a pénzemet erre a számlára.", signed=False,
+                               subject="Visszautalás"))
+    assert "1 refused" in team("poll", "--once").stdout
+    team("tick")
+    assert len(team.tickets()) == 1
+    [told] = to(smtp_sink, ANNA)
+    assert "no Authentication-Results" in text_of(told)
+    # Her authenticated mail to the support address opens a ticket as anyone's does.
+    mailbox.deliver(agent_mail("Saját gépem nem indul.", subject="Laptop"))
+    assert "1 new_ticket" in team("poll", "--once").stdout

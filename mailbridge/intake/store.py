@@ -61,7 +61,7 @@ from mailbridge.models import (
 from mailbridge.logs import get_logger
 from mailbridge.policy import bounces, loops, senders
 from mailbridge.policy.authenticity import sender_is_authentic
-from mailbridge.policy.commands import DeskCommand, read_desk_command
+from mailbridge.policy.commands import read_desk_command
 
 # What a mail recorded on an existing ticket came to, when its assignee gets a copy: all but
 # a new ticket (its agent is told by the assignment notice) and an agent's refused commands
@@ -268,9 +268,10 @@ class MailStore:
 
         role = ""
         report: bounces.BounceVerdict | None = None
-        desk = self._desk_command(parsed) if verdict.is_person and match.is_new else None
-        if desk is not None:
-            return self._desk_mail(raw, prepared, desk, raw_id, again)
+        if verdict.is_person and match.is_new and self.book.casework is not None:
+            taken = self._agent_mail(raw, prepared, raw_id, again)
+            if taken is not None:
+                return taken
         if verdict.is_person:
             outcome_kind, ticket_id, role = self._person_mail(prepared, match, again.placeholder if again else None)
             kind = _KIND_OF_ROLE.get(role, "customer")
@@ -352,12 +353,7 @@ class MailStore:
                               .values(status="closed", updated_at=self.ctx.now))
             self.event(placeholder, EventKind.TICKET_STATUS, "system", {"status": "closed"})
 
-    # --- an agent's desk commands (#open, #log, #mine) in a new mail --------------
-
-    def _desk_command(self, parsed: ParsedMail) -> DeskCommand | None:
-        if self.book.casework is None:
-            return None
-        return read_desk_command(parsed.new_text, {a.email: a.name for a in self.ctx.settings.agents})
+    # --- a new mail from an agent's address, or with a desk command (#open, #log, #mine) ---
 
     def _authentic(self, parsed: ParsedMail) -> tuple[bool, str]:
         """Does the receiving border vouch for the sender's domain (SPEC, security)?"""
@@ -366,24 +362,31 @@ class MailStore:
         return sender_is_authentic(parsed.headers.get_all("authentication-results"), parsed.sender.email,
                                    tuple(self.ctx.settings.security.trusted_authserv_ids))
 
-    def _desk_mail(self, raw: RawMail, prepared: Prepared, desk: DeskCommand, raw_id: int,
-                   again: Quarantined | None) -> tuple[Outcome, int]:
-        """A new mail whose first command is `#open`, `#log` or `#mine`: an authenticated agent's
-        is carried out (it opens no ticket of its own); anyone else's is recorded and does
-        nothing, and a refused agent is told why."""
+    def _agent_mail(self, raw: RawMail, prepared: Prepared, raw_id: int,
+                    again: Quarantined | None) -> tuple[Outcome, int] | None:
+        """A new mail whose first command is `#open`, `#log` or `#mine`, or that comes from an
+        agent's address: an authenticated agent's command is carried out (her mail opens no
+        ticket of its own); a command from anyone else, or any mail in an agent's name that
+        fails the check, is recorded and changes nothing, and the agent is told why. None: an
+        ordinary new mail (an authenticated agent may open a ticket by writing in, as anyone)."""
         parsed = prepared.mail
         sender = parsed.sender.email
+        desk = read_desk_command(parsed.new_text, {a.email: a.name for a in self.ctx.settings.agents})
         is_agent = sender in self.ctx.settings.agent_addresses
+        if desk is None and not is_agent:
+            return None
         authentic, why = self._authentic(parsed) if is_agent else (False, "not an agent")
         if not authentic:
             message_pk = self._message(parsed, None, str(OutcomeKind.REFUSED), raw_id, why, again)
             self.attachments(parsed, message_pk, None, prepared.staged)
             self.event(None, EventKind.MAIL_REFUSED, sender or "unknown",
-                       {"command": desk.name, "reason": why, "message": message_pk})
+                       {"command": desk.name if desk else "", "reason": why, "message": message_pk})
             if is_agent:
                 log.warning(EventKind.MAIL_FORGED_AGENT, reason=why)
                 agent_mail.tell_refused_agent(self.book, sender, why, None)
             return Outcome(raw.uid, OutcomeKind.REFUSED, None, PROCESSED, why), message_pk
+        if desk is None:
+            return None
         message_pk = self._message(parsed, None, "agent", raw_id, "", again)
         self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(internal=True))
         self.attachments(parsed, message_pk, None, prepared.staged)
