@@ -435,3 +435,27 @@ def test_a_new_mail_in_an_agents_name_that_fails_the_check_opens_nothing_and_she
     # Her authenticated mail to the support address opens a ticket as anyone's does.
     mailbox.deliver(agent_mail("Saját gépem nem indul.", subject="Laptop"))
     assert "1 new_ticket" in team("poll", "--once").stdout
+
+
+def test_forwards_desk_commands_refusals_and_check_on_postgresql(mailbox, smtp_sink, mailbridge_for, postgres_server):
+    url = postgres_server.create_database("mailbridge_agent_day")
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS, security=TRUSTED, database={"url": url})
+    mailbox.deliver(simple_mail(1, sender=CUSTOMER, subject="Export"))
+    desk("poll", "--once")
+    mailbox.deliver_many([
+        mail("Itt a fájl.", files=(("a.pdf", b"%PDF a"),)),
+        agent_mail("#open phone\n#reporter Varga Tünde <tunde@example.hu>\n\nHívott.\n", subject="Hívás"),
+        agent_mail("#log phone out\nVisszahívtam.\n"),
+        agent_mail("#mine\n", subject="lista"),
+        agent_mail("#resolve\nKész.\n", signed=False),
+        agent_mail("#mine\n", signed=False, subject="lista"),
+    ])
+    out = desk("poll", "--once").stdout
+    for kind in ("1 reply", "1 agent_opened", "1 agent_logged", "1 agent_queue", "1 outsider", "1 refused"):
+        assert kind in out, out
+    desk("tick")
+    subjects = sorted(str(m["Subject"]) for m in to(smtp_sink, ANNA))
+    assert sum("Új üzenet" in s for s in subjects) == 1 and sum("nem fogadta el" in s for s in subjects) == 1
+    assert [p.get_filename() for m in to(smtp_sink, ANNA) if "Új üzenet" in str(m["Subject"])
+            for p in m.iter_attachments()] == ["a.pdf"]
+    assert "ok   agent auth" in desk("check", check=False).stdout
