@@ -87,8 +87,9 @@ def _subject(subject: str) -> str:
 
 
 def tell_command_failed(book: TicketBook, agent: str, problems: list[CommandProblem], ticket_id: int | None,
-                        in_reply_to: str) -> None:
-    """One `command_failed` mail: what could not be done and why; nothing was changed."""
+                        in_reply_to: str, commands: tuple[str, ...] = DESK_HELP) -> None:
+    """One `command_failed` mail: what could not be done and why (nothing was changed), and
+    the `commands` that would have been understood."""
     settings = book.settings
     context: dict = ticket_context(book.conn, settings, ticket_id) if ticket_id is not None else {
         "ticket": None, "reporter": None, "division": None,
@@ -96,7 +97,7 @@ def tell_command_failed(book: TicketBook, agent: str, problems: list[CommandProb
                     "website": settings.outbox.website}}
     row = next((a for a in settings.agents if a.email == agent), None)
     context.update(agent={"name": row.name if row else agent, "email": agent},
-                   errors=[{"line": p.text, "reason": p.reason} for p in problems], commands=list(DESK_HELP))
+                   errors=[{"line": p.text, "reason": p.reason} for p in problems], commands=list(commands))
     notice = render_mail(book.renderer, "command_failed", settings.tickets.default_language,  # type: ignore[arg-type]
                          context, (agent,), ticket_id, in_reply_to=in_reply_to)
     queue_mail(book.conn, settings, notice, book.now)

@@ -39,13 +39,7 @@ def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, messa
     if not reply.ok:
         # Nothing changes and nothing reaches the customer; the agent learns why.
         _mark_internal(conn, message_pk)
-        context = ticket_context(conn, settings, ticket_id)
-        context.update(errors=[{"line": p.text, "reason": p.reason} for p in reply.problems],
-                       commands=list(VALID_COMMANDS))
-        notice = render_mail(book.renderer, "command_failed", settings.tickets.default_language, context,
-                             (agent,), ticket_id, in_reply_to=mail.message_id)
-        queue_mail(conn, settings, notice, book.now)
-        book.event(ticket_id, EventKind.COMMAND_FAILED, agent, {"problems": [p.reason for p in reply.problems]})
+        agent_mail.tell_command_failed(book, agent, list(reply.problems), ticket_id, mail.message_id, VALID_COMMANDS)
         return OutcomeKind.AGENT_COMMAND_FAILED
     for command in reply.commands:
         if command.name == "status":
