@@ -207,24 +207,39 @@ _EXCLUSIVE = {
 }
 
 
-def read_commands(text: str, agents: dict[str, str], divisions: dict[str, str]) -> AgentReply:
-    """Reads the command block at the top of `text`. `agents`/`divisions`: {email: name}."""
+@dataclass(frozen=True)
+class _CommandLine:
+    number: int  # 1-based line of the text
+    written: str  # the line as written
+    name: str  # as written, without the #
+    value: str  # white space folded
+
+
+def _command_block(text: str) -> tuple[list[str], list[_CommandLine], int]:
+    """The text's lines, the command lines at its top (blank lines between them are skipped),
+    and the index of the first line below them."""
     lines = text.splitlines(keepends=True)
-    commands: list[Command] = []
-    problems: list[CommandProblem] = []
-    body_start = len(lines)
+    found: list[_CommandLine] = []
     for index, raw in enumerate(lines):
-        number = index + 1
         line = raw.rstrip("\r\n")
         stripped = line.strip(_LEADING_JUNK + "\r\n\f\v")
         if not stripped:
             continue
         matched = _COMMAND_LINE.match(stripped)
         if not matched:
-            body_start = index
-            break
-        name = matched.group("name").casefold()
-        value = " ".join(matched.group("value").split())
+            return lines, found, index
+        found.append(_CommandLine(index + 1, line, matched.group("name"), " ".join(matched.group("value").split())))
+    return lines, found, len(lines)
+
+
+def read_commands(text: str, agents: dict[str, str], divisions: dict[str, str]) -> AgentReply:
+    """Reads the command block at the top of `text`. `agents`/`divisions`: {email: name}."""
+    lines, block, body_start = _command_block(text)
+    commands: list[Command] = []
+    problems: list[CommandProblem] = []
+    for command_line in block:
+        number, line, value = command_line.number, command_line.written, command_line.value
+        name = command_line.name.casefold()
 
         def problem(reason: str) -> None:
             problems.append(CommandProblem(number, line, reason))
@@ -232,7 +247,7 @@ def read_commands(text: str, agents: dict[str, str], divisions: dict[str, str]) 
         if name not in COMMAND_NAMES:
             close = difflib.get_close_matches(fold(name), COMMAND_NAMES, n=1, cutoff=0.6)
             hint = f"did you mean #{close[0]}?" if close else f"commands: {', '.join('#' + c for c in COMMAND_NAMES)}"
-            problem(f"unknown command #{matched.group('name')} ({hint})")
+            problem(f"unknown command #{command_line.name} ({hint})")
             continue
         if name in ("note", "resolve"):
             if value:
@@ -313,19 +328,9 @@ class DeskCommand:
 def read_desk_command(text: str, agents: dict[str, str]) -> DeskCommand | None:
     """The desk command at the top of `text`, or None when its first command is not one (an
     ordinary reply, read by `read_commands`). `agents`: {email: name}."""
-    lines = text.splitlines(keepends=True)
-    found: list[tuple[int, str, str, str]] = []  # (line, name, value, line as written)
-    body_start = len(lines)
-    for index, raw in enumerate(lines):
-        line = raw.rstrip("\r\n")
-        stripped = line.strip(_LEADING_JUNK + "\r\n\f\v")
-        if not stripped:
-            continue
-        matched = _COMMAND_LINE.match(stripped)
-        if not matched:
-            body_start = index
-            break
-        found.append((index + 1, matched.group("name").casefold(), " ".join(matched.group("value").split()), line))
+    lines, block, body_start = _command_block(text)
+    # (line, name, value, line as written)
+    found = [(c.number, c.name.casefold(), c.value, c.written) for c in block]
     if not found or found[0][1] not in DESK_COMMANDS:
         return None
     first_line, name, value, written = found[0]
