@@ -31,7 +31,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from mailbridge.adapters.db import in_chunks
+from mailbridge.adapters.db import in_chunks, insert_statement
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.errors import StorageError
@@ -42,7 +42,7 @@ from mailbridge.workflow import replies
 from mailbridge.workflow import agent_mail
 from mailbridge.workflow.actions import merge_tickets
 from mailbridge.workflow.followups import FollowUp, files_of
-from mailbridge.workflow.tickets import NewTicket, TicketBook
+from mailbridge.workflow.tickets import NewTicket, StoredFile, TicketBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
 from mailbridge.journal import EventKind
 from mailbridge.mail import OutcomeKind, ParsedMail, RawMail
@@ -136,7 +136,6 @@ class MailStore:
         self.ctx = ctx
         self.prefix = ctx.settings.tickets.id_prefix
         self.form_senders = frozenset(s.lower() for s in ctx.settings.forms.senders)
-        self._attachment_rows: list[dict] = []
         self._intake_rows: list[dict] = []
         self.incomplete_forms: list[tuple] = []
         self.logged: dict[tuple[str, int, int], _Logged] = {}
@@ -289,7 +288,7 @@ class MailStore:
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason, again)
         self.attachments(parsed, message_pk, ticket_id, prepared.staged)
         if ticket_id is not None and role in senders.STAFF and self.book.casework is not None:
-            self._flush_attachments()  # the agent's files travel on with the relay or escalation
+            self.book.flush_attachments()  # the agent's files travel on with the relay or escalation
             act = replies.act_on_agent_reply if role == senders.AGENT else replies.act_on_division_reply
             outcome_kind = act(self.book, parsed, ticket_id, message_pk)
         if verdict.is_person and ticket_id is not None:
@@ -311,18 +310,18 @@ class MailStore:
         raw_id = self._keep_raw(digest, len(raw.raw), raw.raw)
         subject = (_sniff_header(raw.raw, b"subject") or "(unreadable mail)")[:500]
         now = self.ctx.now
-        ticket_id = self._insert(T_TICKET, subject=subject, status="new", category="Egyéb", area="Egyéb",
+        ticket_id = self.book.insert(T_TICKET, subject=subject, status="new", category="Egyéb", area="Egyéb",
                                  channel="email", language=self.ctx.settings.tickets.default_language,
                                  flags="needs_review", created_at=now, updated_at=now, ack_deadline=self.book.deadline(now))
         self.tickets.add(ticket_id)
         self.book.pending_assignments.append((ticket_id, "Egyéb", ""))
-        message_pk = self._insert(
+        message_pk = self.book.insert(
             T_MESSAGE, ticket_id=ticket_id, direction="in", kind="unparseable", internal=False,
             message_id=(_sniff_header(raw.raw, b"message-id") or "")[:998], sender="", sender_name="",
             to_addrs="", cc_addrs="", subject=subject, text="", new_text="", html="", references="",
             reason=reason[:200], raw_id=raw_id, raw_sha256=digest, created_at=now,
         )
-        self._insert(T_QUARANTINE, message_pk=message_pk, ticket_id=ticket_id, reason=reason, status="waiting",
+        self.book.insert(T_QUARANTINE, message_pk=message_pk, ticket_id=ticket_id, reason=reason, status="waiting",
                      created_at=now)
         self.event(ticket_id, EventKind.TICKET_CREATED, "system", {"channel": "email", "needs_review": True})
         self.event(ticket_id, EventKind.MAIL_QUARANTINED, "system", {"reason": reason, "message": message_pk})
@@ -390,7 +389,7 @@ class MailStore:
         message_pk = self._message(parsed, None, "agent", raw_id, "", again)
         self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(internal=True))
         self.attachments(parsed, message_pk, None, prepared.staged)
-        self._flush_attachments()  # an #open's files go on to its first message
+        self.book.flush_attachments()  # an #open's files go on to its first message
         kind, ticket_id = agent_mail.act_on_desk_command(self.book, parsed, desk, None)
         return Outcome(raw.uid, kind, ticket_id, PROCESSED), message_pk
 
@@ -496,7 +495,7 @@ class MailStore:
         values = {"ticket_id": ticket_id, "kind": kind, "raw_id": raw_id, "raw_sha256": parsed.raw_sha256,
                   "reason": reason[:200], **message_fields(parsed)}
         if again is None:
-            message_pk = self._insert(T_MESSAGE, direction="in", internal=False, created_at=self.ctx.now, **values)
+            message_pk = self.book.insert(T_MESSAGE, direction="in", internal=False, created_at=self.ctx.now, **values)
         else:
             message_pk = again.message_pk
             self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(**values))
@@ -512,15 +511,9 @@ class MailStore:
                 self.ctx.files.adopt(staged.attachments[i], part.sha256)
             elif not part.rejected:
                 self.ctx.files.put(part.data, part.sha256)
-            self._attachment_rows.append({
-                "message_pk": message_pk, "ticket_id": ticket_id, "filename": part.filename,
-                "content_type": part.content_type[:200], "size": part.size, "sha256": part.sha256,
-                "content_id": part.content_id[:998], "inline": part.inline, "rejected": part.rejected,
-                "reason": part.reason,
-            })
-            if part.rejected and ticket_id is not None:
-                self.event(ticket_id, EventKind.ATTACHMENT_REJECTED, "system",
-                           {"filename": part.filename, "size": part.size, "reason": part.reason})
+        self.book.attach(message_pk, ticket_id, (
+            StoredFile(p.filename, p.content_type, p.size, p.sha256, p.content_id, p.inline, p.rejected, p.reason)
+            for p in parsed.attachments))
 
     def _judge_report(self, parsed: ParsedMail) -> bounces.BounceVerdict:
         ids = bounces.quoted_ids(parsed.report, parsed.references)
@@ -536,11 +529,6 @@ class MailStore:
             log.info("mail.bounce_ignored", reason=verdict.reason, ticket=verdict.ticket_id)
         return verdict
 
-    def _flush_attachments(self) -> None:
-        if self._attachment_rows:
-            self.conn.execute(_insert_statement(T_ATTACHMENT), self._attachment_rows)
-            self._attachment_rows.clear()
-
     def _keep_raw(self, digest: str, size: int, raw: bytes, staged: Staged | None = None) -> int:
         """The raw_message row of a mail (one per SHA-256): the copy a parse worker
         staged, or one made here from `raw` (through a staged file when big)."""
@@ -550,7 +538,7 @@ class MailStore:
         if staged is not None:
             row_id = _insert_raw_copy(self.conn, staged.raw_copy, values)
         elif len(raw) <= STAGE_RAW_ABOVE:
-            row_id = self._insert(T_RAW, data=b"".join(raw_copy(raw)), **values)
+            row_id = self.book.insert(T_RAW, data=b"".join(raw_copy(raw)), **values)
         else:
             copy = self.ctx.files.stage(raw_copy(raw))
             try:
@@ -574,17 +562,12 @@ class MailStore:
     def event(self, ticket_id: int | None, kind: EventKind, by: str, detail: dict) -> None:
         self.book.event(ticket_id, kind, by, detail)
 
-    def _insert(self, table: sa.Table, **values) -> int:
-        # Parameters, not .values(): a statement built per row costs 4x in compilation.
-        return self.conn.execute(_insert_statement(table), values).inserted_primary_key[0]
-
     def finish(self) -> None:
         """Writes the rows nothing in the batch refers to, one statement per table,
         then hands the batch's new tickets to agents (their mails need the messages)."""
-        for table, rows in ((T_ATTACHMENT, self._attachment_rows), (T_INTAKE, self._intake_rows)):
-            if rows:
-                self.conn.execute(_insert_statement(table), rows)
-                rows.clear()
+        if self._intake_rows:
+            self.conn.execute(insert_statement(T_INTAKE), self._intake_rows)
+            self._intake_rows.clear()
         self.book.finish()
         if self.book.casework is not None:
             for ticket_id, missing, unknown in self.incomplete_forms:
@@ -611,22 +594,13 @@ def _insert_raw_copy(conn: sa.Connection, path: str, values: dict) -> int:
         raise StorageError(f"the staged raw copy {path!r} is gone") from None
     with copy:
         if conn.dialect.name != "sqlite":
-            return conn.execute(_insert_statement(T_RAW), {**values, "data": copy.read()}).inserted_primary_key[0]
+            return conn.execute(insert_statement(T_RAW), {**values, "data": copy.read()}).inserted_primary_key[0]
         length = os.fstat(copy.fileno()).st_size
         row_id = conn.execute(sa.insert(T_RAW).values(**values, data=sa.func.zeroblob(length))).inserted_primary_key[0]
         with conn.connection.driver_connection.blobopen(T_RAW.name, "data", row_id) as blob:
             while piece := copy.read(_BLOB_PIECE):
                 blob.write(piece)
     return row_id
-
-
-_INSERT_STATEMENTS: dict[str, sa.Insert] = {}
-
-
-def _insert_statement(table: sa.Table) -> sa.Insert:
-    if table.name not in _INSERT_STATEMENTS:
-        _INSERT_STATEMENTS[table.name] = sa.insert(table)
-    return _INSERT_STATEMENTS[table.name]
 
 
 def message_fields(parsed: ParsedMail) -> dict:

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailbridge import journal
+from mailbridge.adapters.db import insert_statement
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.mail import Address
@@ -198,7 +199,7 @@ class TicketBook:
     def flush_attachments(self) -> None:
         """The files written now, not at `finish`: a relay or escalation sends them on at once."""
         if self._attachment_rows:
-            self.conn.execute(_insert_statement(T_ATTACHMENT), self._attachment_rows)
+            self.conn.execute(insert_statement(T_ATTACHMENT), self._attachment_rows)
             self._attachment_rows.clear()
 
     def log_contact(self, ticket_id: int, channel: str, direction: str, agent: str, note: str) -> int:
@@ -218,13 +219,13 @@ class TicketBook:
 
     def insert(self, table: sa.Table, **values: Any) -> int:
         # Parameters, not .values(): a statement built per row costs 4x in compilation.
-        return self.conn.execute(_insert_statement(table), values).inserted_primary_key[0]
+        return self.conn.execute(insert_statement(table), values).inserted_primary_key[0]
 
     def finish(self) -> None:
         """Writes the rows nothing in the batch refers to, one statement per table, then hands
         the batch's new tickets to agents (their notices quote the messages)."""
         if self._participant_rows:
-            self.conn.execute(_insert_statement(T_PARTICIPANT), self._participant_rows)
+            self.conn.execute(insert_statement(T_PARTICIPANT), self._participant_rows)
             self._participant_rows.clear()
         self.flush_attachments()
         journal.record_all(self.conn, self._events)
@@ -235,12 +236,3 @@ class TicketBook:
         self.given.clear()
         if self.followups is not None:
             self.followups.finish()
-
-
-_INSERT_STATEMENTS: dict[str, sa.Insert] = {}
-
-
-def _insert_statement(table: sa.Table) -> sa.Insert:
-    if table.name not in _INSERT_STATEMENTS:
-        _INSERT_STATEMENTS[table.name] = sa.insert(table)
-    return _INSERT_STATEMENTS[table.name]
