@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from factory import simple_mail
 
@@ -48,7 +49,9 @@ def test_every_other_command_on_postgresql(mailbox, smtp_sink, mailbridge_for, p
     desk("gdpr", "export", "customer0@example.hu", "--out", str(tmp_path / "export.zip"))
     assert zipfile.ZipFile(tmp_path / "export.zip").namelist()
     desk("ticket", "status", "CRX-000002", "closed")
-    assert "CRX-000002" in desk("gdpr", "retention", "--at", "2027-06-01T10:00:00+02:00").stdout
+    # Two months on (closed_ticket_days is 30), dated from today, when it was closed.
+    later = datetime.now(timezone.utc) + timedelta(days=60)
+    assert "CRX-000002" in desk("gdpr", "retention", "--at", later.isoformat()).stdout
     assert "ok   database" in desk("check", check=False).stdout
 
 

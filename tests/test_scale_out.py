@@ -7,11 +7,14 @@ import os
 import signal
 import time
 from collections import Counter
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from factory import simple_mail
+from mailbridge.policy.deadline import is_working_day
 
 AGENTS = [{"name": "Kiss Anna", "email": "kiss.anna@crossec.com", "areas": ["Egyéb"], "fallback": True}]
 
@@ -120,16 +123,23 @@ def test_jobs_in_several_processes_at_once_act_on_each_ticket_once(mailbox, smtp
         with engine.connect() as connection:
             return connection.execute(sa.text(sql)).scalar()
 
-    at_once("tick", "--at", "2026-12-12T12:00:00+01:00")  # past every deadline, outside the ack hours
+    # Dated from today, as the mails were recorded: two weeks on is past every deadline.
+    budapest = ZoneInfo("Europe/Budapest")
+    late = datetime.now(budapest).replace(hour=12, minute=0, second=0, microsecond=0) + timedelta(days=14)
+    at_once("tick", "--at", late.isoformat())  # past every deadline, outside the ack hours
     assert count("SELECT count(*) FROM event WHERE type = 'sla.breached'") == total
     assert count("SELECT count(*) FROM outbox WHERE template = 'sla_warning'") == total
-    at_once("tick", "--at", "2026-12-14T08:00:30+01:00")  # inside the ack hours, a working day
+    morning = late.replace(hour=8, minute=0, second=30) + timedelta(days=1)
+    while not is_working_day(morning.date(), "HU"):
+        morning += timedelta(days=1)
+    at_once("tick", "--at", morning.isoformat())  # inside the ack hours, a working day
     assert count("SELECT count(*) FROM outbox WHERE template = 'ack'") == total
     assert count("SELECT count(*) FROM event WHERE type = 'ack.queued'") == total
     assert count("SELECT count(*) FROM outbox WHERE status <> 'sent'") == 0
+    closed = morning + timedelta(days=1)
     with engine.begin() as connection:
-        connection.execute(sa.text("UPDATE ticket SET status = 'closed', updated_at = '2026-12-15T10:00:00+00'"))
-    at_once("gdpr", "retention", "--at", "2027-02-01T10:00:00+01:00")
+        connection.execute(sa.text("UPDATE ticket SET status = 'closed', updated_at = :at"), {"at": closed})
+    at_once("gdpr", "retention", "--at", (closed + timedelta(days=62)).isoformat())
     assert count("SELECT count(*) FROM event WHERE type = 'retention.purged'") == total
     assert len({m["Message-ID"] for m in smtp_sink.messages}) == len(smtp_sink.messages)  # nothing sent twice
     engine.dispose()
