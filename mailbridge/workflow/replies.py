@@ -20,6 +20,7 @@ from mailbridge.outbox.queue import queue_mail, render_mail
 from mailbridge.policy.bounces import BounceVerdict
 from mailbridge.policy.commands import VALID_COMMANDS, read_commands, read_desk_command
 from mailbridge.workflow import agent_mail
+from mailbridge.workflow.followups import files_of
 from mailbridge.workflow.tickets import TicketBook
 
 
@@ -49,8 +50,7 @@ def act_on_agent_reply(book: TicketBook, mail: ParsedMail, ticket_id: int, messa
         elif command.name == "assign":
             casework.assign(ticket_id, command.value, agent)
     names = {c.name for c in reply.commands}
-    files = tuple({"sha256": p.sha256, "filename": p.filename, "content_type": p.content_type}
-                  for p in mail.attachments if not p.rejected)
+    files = files_of(mail.attachments)
     if "note" in names:
         _mark_internal(conn, message_pk)
         book.event(ticket_id, EventKind.NOTE_ADDED, agent, {})
