@@ -120,7 +120,7 @@ def test_winmail_dat_that_cannot_be_unpacked_is_kept_as_it_is():
 
 _QUOTED = "> x\n" * 10
 CRAFTED_REPLIES = {
-    # Each took minutes at this size: mail-parser-reply's patterns are quadratic in a
+    # Each took minutes at this size with mail-parser-reply (replaced by intake/quotes.py): its patterns are quadratic in a
     # line's length and its signature pattern, like our "^\s*", in a run of blank lines.
     "on-line": _QUOTED + "On " + "a" * 250_000,
     "hungarian-date-line": _QUOTED + "2024. " + "a" * 250_000,
@@ -146,8 +146,8 @@ def test_reply_splitting_takes_linear_time_on_crafted_text():
         ("Thanks\n\nOn Mon, Jan 1, 2024 at 10:00 AM John Doe <john@example.com>\nwrote:\n> old", "Thanks"),
         ("Reply\n\n" + "_" * 32 + "\nFrom: Support <s@x.com>\nSent: Monday\nTo: me\nSubject: hi\n\nold", "Reply"),
         ("Szia\n\nFeladó: Support <s@x.com>\nElküldve: hétfő\nCímzett: én\nTárgy: hi\n\nold", "Szia"),
-        # mail-parser-reply's Outlook header past the first 64 kB is not looked for: kept whole.
-        ("a\n" * 40_000 + "Feladó: x\nElküldve: y\n> old", "a\n" * 40_000 + "Feladó: x\nElküldve: y"),
+        # Quoted history past the first 64 kB is not looked for: the text is kept whole.
+        ("a\n" * 40_000 + "Feladó: x\nElküldve: y\n> old", "a\n" * 40_000 + "Feladó: x\nElküldve: y\n> old"),
     ],
     ids=["gmail-hu", "gmail-en-wrapped", "outlook-en", "outlook-hu", "past-the-scan"],
 )

@@ -3,7 +3,7 @@
 Pure (no I/O, no clock), so it runs in worker processes beside the fetch.
 What mail-parser leaves to us: text of a part whose charset is missing or
 lies (repaired with charset-normalizer), the new text of a reply
-(mail-parser-reply, taught Hungarian here), attachment names that must be
+(intake/quotes.py), attachment names that must be
 safe on disk, winmail.dat (tnefparse) and delivery reports (flufl.bounce).
 """
 
@@ -25,51 +25,11 @@ import charset_normalizer
 import html2text
 import mailparser
 from flufl.bounce import scan_message
-from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE
-from mailparser_reply.parser import EmailMessage
 from tnefparse import TNEF
 
 from mailbridge.errors import UnparseableMail
+from mailbridge.intake.quotes import new_text
 from mailbridge.mail import Address, DeliveryReport, Headers, ParsedMail, Part
-
-# mail-parser-reply has no Hungarian; its language table is the documented
-# extension point. Gmail: "2024. aug. 1., csüt 10:12 időpontban X <x@y> ezt írta:";
-# Outlook: "Feladó: … Elküldve: … Címzett: … Tárgy: …".
-MAIL_LANGUAGES.setdefault(
-    "hu",
-    {
-        "wrote_header": r"^(" + QUOTED_MATCH_INCLUDE + r"\d{4}\.?\s.+?(?:időpontban\s)?.*?\s?(?:ezt írta|írta)\s?:)$",
-        "from_header": r"((?:(?:^|\n|\n"
-        + QUOTED_MATCH_INCLUDE
-        + r")[* ]*(?:Feladó|Elküldve|Címzett|Tárgy|Dátum|Másolat|Másolatot kap):[ *]*(?:\s{,2}).*){2,}(?:\n.*){,1})",
-        "disclaimers": [],
-        "signatures": ["Üdvözlettel", "Tisztelettel", "Köszönettel"],
-        "sent_from": "Küldve az? .* készülékről|Sent from my",
-    },
-)
-REPLY_LANGUAGES = ["hu", "en", "de", "fr", "es", "it", "nl", "pl", "cs"]
-# The quote headers ("On … wrote:", "Feladó: …") of every language, as mail-parser-reply
-# builds them. We search with them ourselves: its parser also runs a signature pattern
-# that is quadratic in a run of blank lines (10 000 of them took 10 s).
-_QUOTE_HEADER = EmailMessage(text="", languages=list(REPLY_LANGUAGES)).HEADER_REGEX
-# A quote header is one short line or two; its patterns are quadratic in a line's
-# length ("On " + 20 000 letters took 4 s), so they only see this much of each line.
-QUOTE_HEADER_LINE = 300
-# ... and only the first lines of a reply, this many characters: the quote header
-# follows what the author wrote, and beyond this the text is kept whole as new text
-# (the patterns cost about 5 µs a character, so a 1 MB text would take 5 s).
-QUOTE_HEADER_SCAN = 64 * 1024
-_OUTLOOK_SEPARATOR = re.compile(r"[_-]{32,}")
-_ORIGINAL_MESSAGE = re.compile(
-    # [ \t], not \s: "\s*" at every start of a run of blank lines made it quadratic (20 000 took 3 s).
-    r"^[ \t]*-{2,}[ \t]*(?:Eredeti üzenet|Original Message|Ursprüngliche Nachricht|Message d'origine|"
-    r"Továbbított üzenet|Forwarded message)[ \t]*-{2,}"
-    # Gmail's quote header, which clients wrap onto a second line:
-    r"|^[ >]*\d{4}\.\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bezt írta:[ \t]*$"
-    r"|^[ >]*On\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bwrote:[ \t]*$"
-    r"|^[ >]*Am\s[^\n]{0,200}(?:\n[^\n]{0,200})?\bschrieb[^\n]{0,80}:[ \t]*$",
-    re.IGNORECASE | re.MULTILINE,
-)
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -184,52 +144,9 @@ def _cut_note(left_out: int) -> str:
     return TEXT_CUT_NOTE.format(size=size)
 
 
-# Cheap test before the expensive one: does the text quote anything at all?
-# (Substring tests: one regex alternation over the body cost more than mail-parser.)
-_QUOTE_HINTS = ("\n>", "wrote:", "írta:", "schrieb", "a écrit", "escribió", "scritto", "schreef", "napisał",
-                "feladó:", "from:", "von:", "de :", "--")
-
-
-def _quotes_something(text: str) -> bool:
-    lowered = text.lower()
-    return lowered.lstrip().startswith(">") or any(hint in lowered for hint in _QUOTE_HINTS)
-
-
 def new_text_of(text: str) -> str:
-    """The part of a reply its author wrote: quoted history and its header removed.
-    Linear in the text: each pattern sees a line's first QUOTE_HEADER_LINE characters."""
-    if not text:
-        return ""
-    if not _quotes_something(text):
-        return text.strip()
-    cut = _ORIGINAL_MESSAGE.search(text)
-    lines = [line.strip() for line in (text[: cut.start()] if cut else text).split("\n")]
-    scanned, length = 0, 0
-    while scanned < len(lines) and length < QUOTE_HEADER_SCAN:
-        length += min(len(lines[scanned]), QUOTE_HEADER_LINE) + 1
-        scanned += 1
-    probe = "\n".join(line[:QUOTE_HEADER_LINE] for line in lines[:scanned])
-    latest = _first_reply(lines, probe)
-    # Trailing ">" blocks without a header line are quoted history too, and so is
-    # Outlook's line of underscores above its "From:" block.
-    while latest and (not latest[-1] or latest[-1].startswith(">") or _OUTLOOK_SEPARATOR.fullmatch(latest[-1])):
-        latest.pop()
-    return "\n".join(latest).strip()
-
-
-def _first_reply(lines: list[str], probe: str) -> list[str]:
-    """The lines up to the first quote header in `probe` (the first lines); if nothing
-    stands above it (a mail that opens with one), up to the next, as mail-parser-reply
-    reads a reply. Without a header there, all the lines."""
-    start = line = counted = 0
-    for found in _QUOTE_HEADER.finditer(probe):
-        line += probe.count("\n", counted, found.start())  # on from the last header: linear
-        counted = found.start()
-        header = line + (probe[counted] == "\n")  # Outlook's pattern starts at the newline before
-        if any(lines[start:header]):
-            return lines[start:header]
-        start = header
-    return lines[start:]
+    """The part of a reply its author wrote (see intake/quotes.py)."""
+    return new_text(text) if text else ""
 
 
 # Names Windows gives to devices, whatever the extension ("CON.txt" opens the console).
