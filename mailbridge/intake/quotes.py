@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from mailbridge.policy.quote_phrases import ATTRIBUTION_VERBS, HEADER_FIELDS, SENDER_FIELDS, SEPARATORS
+from mailbridge.policy.quote_phrases import ATTRIBUTION_VERBS, DATE_FIELDS, HEADER_FIELDS, SENDER_FIELDS, SEPARATORS
 
 LINE_SCAN = 300  # an attribution or a header field is a short line
 TEXT_SCAN = 64 * 1024  # quoted history follows what the author wrote; beyond this the text is kept whole
@@ -41,6 +41,7 @@ _MUTT = re.compile(r"^\*[ \t].{0,250}\[[^\]]{0,80}\d[^\]]{0,80}\]:$")
 _FIELD_NAMES = frozenset(f.lower() for fields in HEADER_FIELDS.values() for f in fields)
 _FIELD_NAME_LENGTH = max(len(f) for f in _FIELD_NAMES) + 6  # room for "**" and a space before ":"
 _SENDER_FIELDS = frozenset(f.lower() for f in SENDER_FIELDS)
+_DATE_FIELDS = frozenset(f.lower() for f in DATE_FIELDS)
 _SEPARATOR_WORDS = re.compile(r"(?<!\w)(?:" + _alternation(w for words in SEPARATORS.values() for w in words) + r")(?!\w)",
                               re.IGNORECASE)
 _DASHED = re.compile(r"^[-_=*]{2,}(.{0,250}?)[-_=*]{2,}$")
@@ -140,10 +141,10 @@ def _is_attribution(line: str) -> bool:
 
 def _wrapped_attribution(line: str, below: str) -> bool:
     """An attribution a client wrapped onto two lines. The first must read as its start
-    (a date, or cut inside the address), not as the end of the author's own sentence."""
+    (a date or an address, or cut inside one), not as the end of the author's own sentence."""
     if not below or len(below) > LINE_SCAN or not below.endswith(":") or line.endswith((".", "!", "?")):
         return False
-    if not (any(c.isdigit() for c in line) or line.endswith(("<", "(", ",", "[", "&lt;"))):
+    if not (any(c.isdigit() for c in line) or "@" in line or line.endswith(("<", "(", ",", "[", "&lt;"))):
         return False
     if any(c.isdigit() for c in below) and _is_attribution(below):
         return False  # the second line is a whole attribution, date and all: the first is the author's
@@ -173,13 +174,15 @@ def _field(line: str) -> str:
 
 def _header_block_at(lines: list[str], i: int, last: int) -> bool:
     """Does a header block start at line i: two different fields, one of them the sender,
-    on consecutive lines (one blank or wrapped line allowed between)?"""
+    on consecutive lines (one blank or wrapped line allowed between), naming a date or an address?"""
     names = []
     gap = 0
+    address = False
     for j in range(i, min(last, i + 12)):
         name = _field(lines[j])
         if name:
             names.append(name)
+            address = address or "@" in lines[j][:LINE_SCAN]
             gap = 0
         elif j == i:
             return False
@@ -187,7 +190,8 @@ def _header_block_at(lines: list[str], i: int, last: int) -> bool:
             gap += 1
             if gap > 1:
                 break
-    return len(set(names)) >= 2 and bool(_SENDER_FIELDS & set(names))
+    fields = set(names)
+    return len(fields) >= 2 and bool(_SENDER_FIELDS & fields) and (address or bool(_DATE_FIELDS & fields))
 
 
 def _rule_above(lines: list[str], i: int) -> int:

@@ -31,7 +31,7 @@ ATTRIBUTION_VERBS: dict[str, tuple[str, ...]] = {
     "nl": ("schreef", "het volgende geschreven", "geschreven"),
     "pl": ("napisał", "napisała", "napisał(a)", "pisze", "napisal"),
     "cs": ("napsal", "napsala", "napsal(a)", "napsali", "odeslal", "píše"),
-    "ru": ("написал", "написала", "написал(а)", "пишет"),
+    "ru": ("написал", "написала", "написал(а)", "писал", "писала", "писал(а)", "пишет"),
     "fi": ("kirjoitti",),
     "sv": ("skrev",),
     "no": ("skrev", "skreiv"),
@@ -60,6 +60,15 @@ HEADER_FIELDS: dict[str, tuple[str, ...]] = {
 
 # The field that names the sender, which every header block has.
 SENDER_FIELDS: tuple[str, ...] = ("From", "Feladó", "Von", "De", "Da", "Van", "Od", "От", "Lähettäjä", "Från", "Fra")
+
+# A block also names when the mail was sent, or an address: "Feladó: Kiss Béla / Címzett:
+# raktár / Tárgy: 2 nyomtató" in a customer's own text is about a parcel, not a mail.
+DATE_FIELDS: tuple[str, ...] = (
+    "Sent", "Date", "Elküldve", "Küldve", "Dátum", "Feladás dátuma", "Küldés ideje", "Gesendet", "Datum",
+    "Envoyé", "Envoyé le", "Enviado", "Enviado el", "Fecha", "Inviato", "Inviato il", "Data", "Enviada",
+    "Enviada em", "Enviado em", "Verzonden", "Wysłano", "Wysłane", "Odesláno", "Отправлено", "Дата",
+    "Lähetetty", "Päivämäärä", "Päiväys", "Skickat", "Skickat den", "Sendt", "Dato",
+)
 
 SEPARATORS: dict[str, tuple[str, ...]] = {
     "en": ("Original Message", "Original message", "Forwarded message", "Begin forwarded message",
