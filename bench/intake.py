@@ -6,7 +6,8 @@ Starts a private Dovecot on loopback (tests/servers.py), delivers N generated
 mails (Hungarian text, some replies, a few with attachments), then prints:
 raw fetch rate, intake rate (messages/s, MB/s), their ratio, peak RSS of the
 poller, the cost of an empty poll after 10 and after N processed messages,
-and the peak RSS for one message with a large attachment.
+the peak RSS for one message with a large attachment, and the figures of
+bench/corpora.py (reply stripping and bounces on tests/corpus/).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import write_config  # noqa: E402
 from factory import simple_mail  # noqa: E402
 from servers import Dovecot  # noqa: E402
+
+import corpora  # noqa: E402  (bench/corpora.py: how right the same intake reads real mail)
 
 
 def corpus(n: int) -> list[bytes]:
@@ -54,6 +57,17 @@ def parser_alone(mails: list[bytes]) -> float:
     start = time.perf_counter()
     for raw in mails:
         mailparser.parse_from_bytes(raw)
+    return time.perf_counter() - start
+
+
+def parse_alone(mails: list[bytes]) -> float:
+    """Seconds our parse stage (mail-parser plus what we add: charsets, reply stripping,
+    attachment names, bounce reading) takes for these mails on one core."""
+    from mailbridge.intake.parse import parse_mail
+
+    start = time.perf_counter()
+    for raw in mails:
+        parse_mail(raw, 30 * 1024 * 1024)
     return time.perf_counter() - start
 
 
@@ -133,6 +147,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
     mails = corpus(args.messages)
     parse_s = parser_alone(mails)
+    ours_s = parse_alone(mails)
     with Dovecot(root / "dovecot") as server:
         small = run_case(root, server, "small", corpus(10))
         big = run_case(root, server, "main", mails)
@@ -153,12 +168,14 @@ def main() -> None:
           f" {big['startup_s']:.2f} s of it process start-up)")
     print(f"  without start-up:     {n / work_s:8.0f} msg/s")
     print(f"mail-parser alone, one core: {n / parse_s:8.0f} msg/s  ({n / parse_s / (n / big['fetch_s']):.2f}x the raw fetch)")
+    print(f"our parse stage, one core:   {n / ours_s:8.0f} msg/s  ({parse_s / ours_s:.2f}x mail-parser alone)")
     print(f"ratio to raw fetch:     {big['fetch_s'] / big['poll_s']:.2f}x wall, {big['fetch_s'] / work_s:.2f}x without start-up")
     print(f"peak RSS (poller and workers): {big['rss_kib'] / 1024:.0f} MB")
     print(f"empty poll after 10 processed: {small['idle_s']:.2f} s; after {n}: {big['idle_s']:.2f} s;"
           f" after {n + 100_000}: {big['idle_100k_s']:.2f} s (mostly process start-up)")
     print(f"one message with a {args.big_attachment_mb} MB attachment: {huge['poll_s']:.2f} s, peak RSS {huge['rss_kib'] / 1024:.0f} MB")
     print(f"poller said: {big['out']}")
+    print("\n".join(corpora.report()))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     # Libraries log through the standard module; keep their chatter out of our stream.
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)
     logging.getLogger("imapclient").setLevel(logging.WARNING)
-    logging.getLogger("mailparser_reply").setLevel(logging.CRITICAL)
 
 
 def get_logger(name: str = "mailbridge"):  # type: ignore[no-untyped-def]
