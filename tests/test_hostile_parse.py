@@ -128,6 +128,12 @@ CRAFTED_REPLIES = {
     "blank-lines": "> x\nwrote:\na" + "\n" * 250_000 + "b",
     "spaces": "> x\nwrote:\na" + " " * 250_000 + "b",
     "best-regards": "> x\nBest regards" + "\n" * 250_000,
+    # ... and shapes aimed at intake/quotes.py's own patterns (each line a near-miss):
+    "mutt-brackets": ("* " + "[" * 200 + "1" * 60 + ":\n") * 5_000,
+    "dashed-lines": ("--" + "a-" * 149 + "\n") * 5_000,
+    "wrapped-attributions": ("On 1 " + "a" * 290 + "\n" + "b" * 290 + ":\n") * 2_000,
+    "field-lines": "A: x\nVon: y\n" * 50_000,
+    "colon-lines": "a:\n" * 250_000,
 }
 
 

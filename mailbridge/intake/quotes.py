@@ -36,7 +36,7 @@ _VERB = re.compile(r"(?<!\w)(?:" + _alternation(v for verbs in ATTRIBUTION_VERBS
 # "… Anna <anna@example.ru>:" — a date and an address, no verb (Gmail in some languages).
 _ENDS_IN_ADDRESS = re.compile(r"[^\s<>()\[\]@]+@[^\s<>()\[\]@]+[>)\]]{0,3}[ \t]*:$")
 # mutt/NeoMutt's common custom attribution: "* Anna <anna@example.com> [2024-12-03 10:12 +0100]:"
-_MUTT = re.compile(r"^\*[ \t].{0,250}\[[^\]]{0,80}\d[^\]]{0,80}\]:$")
+_MUTT = re.compile(r"^\*[ \t][^\[\]]{1,250}\[[^\[\]]{1,80}\]:$")  # one bracket pair: no backtracking
 # Field names are looked up, not matched: one set lookup a line, in any language.
 _FIELD_NAMES = frozenset(f.lower() for fields in HEADER_FIELDS.values() for f in fields)
 _FIELD_NAME_LENGTH = max(len(f) for f in _FIELD_NAMES) + 6  # room for "**" and a space before ":"
