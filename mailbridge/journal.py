@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     TICKET_FOLLOW_UP = "ticket.follow_up"
     TICKET_MERGED_INTO = "ticket.merged_into"
     TICKET_MERGED_FROM = "ticket.merged_from"
+    TICKET_REPORTER_FROM = "ticket.reporter_from"  # From had no address: {"field": "reply-to" | "sender" | "return-path"}
     FORM_INCOMPLETE = "form.incomplete"
     # people acting on it
     REPLY_RELAYED = "reply.relayed"

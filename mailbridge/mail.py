@@ -86,12 +86,22 @@ class ParsedMail:
     raw_size: int
     return_path: str | None = None  # None: no header; "": the null sender <>
     reply_to: Address | None = None
+    # Where the reporter's address comes from: "from", or where From has none, "reply-to",
+    # "sender" or "return-path", whose address is `fallback_sender`. `sender` stays From's:
+    # agent and division checks read it alone, so a fallback never makes a mail staff's.
+    sender_source: str = "from"
+    fallback_sender: Address | None = None
     to: tuple[Address, ...] = ()
     cc: tuple[Address, ...] = ()
     date: datetime | None = None
     content_type: str = "text/plain"
     report: DeliveryReport | None = None  # set for delivery reports
     defects: tuple[str, ...] = ()
+
+    @property
+    def reporter(self) -> Address:
+        """Who a new ticket is for: From's address, else the fallback (see sender_source)."""
+        return self.sender or self.fallback_sender or self.sender
 
 
 class OutcomeKind(StrEnum):

@@ -41,6 +41,10 @@ def test_corpus_case(case):
     if "sender_name" in case:
         assert mail.sender.name == case["sender_name"]
     assert mail.message_id == case["message_id"]
+    assert mail.sender_source == case.get("sender_source", "from")
+    assert mail.reporter.email == case.get("reporter", case["sender"])
+    if "reply_to" in case:
+        assert mail.reply_to is not None and mail.reply_to.email == case["reply_to"]
     for fragment in case.get("text_contains", []):
         assert fragment in mail.text
     for fragment in case.get("text_excludes", []):

@@ -12,10 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-from email.header import decode_header, make_header
 import hashlib
 import mimetypes
-import quopri
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -28,11 +26,11 @@ from flufl.bounce import scan_message
 from tnefparse import TNEF
 
 from mailbridge.errors import UnparseableMail
+from mailbridge.intake import headers as header_fields
 from mailbridge.intake.quotes import new_text
 from mailbridge.mail import Address, DeliveryReport, Headers, ParsedMail, Part
 
 _MSGID = re.compile(r"<[^<>\s]+>")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_FILENAME = 150
 # The mojibake of ő/ű/Ő/Ű when Latin-2 bytes are read as Latin-1/cp1252:
 # Hungarian clients that mislabel their charset give themselves away.
@@ -58,21 +56,27 @@ _html.unicode_snob = True
 def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     """Reads one message; raises UnparseableMail when no ticket can be read from it."""
     if not raw or not raw[:65536].strip():
-        raise UnparseableMail("empty message (0 bytes)")
+        raise UnparseableMail("empty message (0 bytes)" if not raw else
+                              f"empty message: only white space in its first {min(len(raw), 65536)} bytes")
     head = raw[:4096]
     if b"\x00" in head and not re.match(rb"^[\x21-\x39\x3b-\x7e]+:", raw):
         raise UnparseableMail("binary data, not a mail message")
     shrunk = _shrink(raw)
     try:
         parsed = mailparser.parse_from_bytes(shrunk.raw)
+        # A stray line (mbox, BOM, one without a colon) ends Python's header block early.
+        if header_fields.head_unreadable(shrunk.raw, parsed.message) and (
+                mended := header_fields.mended_head(shrunk.raw)) is not None:
+            parsed = mailparser.parse_from_bytes(mended)
     except Exception as exc:  # mail-parser raises anything from its depths
         raise UnparseableMail(f"mail-parser failed: {type(exc).__name__}: {exc}") from None
     message = parsed.message
     if message is None or not message.keys():
-        raise UnparseableMail("no header fields")
+        raise UnparseableMail("no header fields: no line of the message reads as 'Name: value' before its text")
     headers = _headers(message)
     if not _looks_like_mail(headers):
-        raise UnparseableMail("no From, Subject, Date, Message-ID or MIME header: not a mail message")
+        raise UnparseableMail(f"{len(headers.fields)} header field(s), but none a mail has (From, To, Subject, Date, "
+                              "Message-ID, Received, Return-Path, MIME-Version, Content-Type): not a mail message")
 
     text, html = _bodies(parsed, message)
     text, html = text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
@@ -87,15 +91,15 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     text += _cut_note(left_out)
     attachments = tuple(_attachments(parsed, raw, max_attachment_bytes, shrunk.set_aside))
     content_type = message.get_content_type()
-    sender = _first_address(parsed.from_)
-    if sender and (sender.name.isascii() or "\ufffd" in sender.name) and not (_raw_header(raw, "from") or b"").isascii():
-        from_text = _header_text(raw, "from", "")
-        sender = Address(sender.email, _clean_line(from_text.rpartition("<")[0].strip().strip('"')))
-    return_path = _return_path(headers)
+    reader = header_fields.HeaderReader(message, shrunk.raw)
+    reply_to = header_fields.first_address(parsed.reply_to)
+    found = header_fields.sender_of(reader, parsed.from_, reply_to, headers)
+    sender = found.address
+    return_path = header_fields.return_path(headers)
     return ParsedMail(
-        message_id=headers.get("message-id").strip()[:998],
+        message_id=header_fields.message_id(headers),
         sender=sender,
-        subject=_clean_line(_decode_words(_header_text(raw, "subject", parsed.subject or ""))),
+        subject=header_fields.subject_of(reader, parsed.subject or ""),
         text=text,
         new_text=new_text_of(text),
         html=html,
@@ -105,9 +109,11 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
         raw_sha256=hashlib.sha256(raw).hexdigest(),
         raw_size=len(raw),
         return_path=return_path,
-        reply_to=_first_address(parsed.reply_to) or None,
-        to=tuple(a for a in (_address(p) for p in parsed.to or ()) if a),
-        cc=tuple(a for a in (_address(p) for p in parsed.cc or ()) if a),
+        reply_to=reply_to or None,
+        sender_source=found.source,
+        fallback_sender=found.fallback,
+        to=tuple(a for a in (header_fields.address(p) for p in parsed.to or ()) if a),
+        cc=tuple(a for a in (header_fields.address(p) for p in parsed.cc or ()) if a),
         date=_date(headers.get("date")),
         content_type=content_type,
         report=_delivery_report(message, content_type, sender, return_path),
@@ -206,85 +212,9 @@ def _headers(message) -> Headers:  # type: ignore[no-untyped-def]
     return Headers(tuple(fields))
 
 
-def _raw_header(raw: bytes, name: str) -> bytes | None:
-    """The field's bytes as sent (unfolded), from the header section."""
-    head = re.split(rb"\r?\n\r?\n", raw[:262144], maxsplit=1)[0]
-    found = re.search(rb"(?im)^" + re.escape(name.encode()) + rb":[ \t]*((?:.*)(?:\r?\n[ \t].*)*)", head)
-    return re.sub(rb"\r?\n[ \t]+", b" ", found.group(1)).strip() if found else None
-
-
-def _header_text(raw: bytes, name: str, decoded: str) -> str:
-    """A header's text; 8-bit bytes sent without RFC 2047 (against the rules, common in
-    Hungarian webmail) are read as UTF-8, else windows-1250, instead of being dropped."""
-    value = _raw_header(raw, name) if decoded.isascii() or "\ufffd" in decoded else None
-    if not value or value.isascii():
-        return decoded
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = value.decode("windows-1250", "replace")
-    try:
-        return str(make_header(decode_header(text)))
-    except Exception:  # a broken encoded word inside: keep the plain text
-        return text
-
-
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
-_CHARSET_ALIASES = {"utf8mb4": "utf-8", "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8", "x-unknown": "utf-8"}
-
-
-def _decode_words(text: str) -> str:
-    """RFC 2047 words the standard decoder gave up on (unknown charset names)."""
-
-    def one(found: re.Match[str]) -> str:
-        charset, encoding, payload = found.group(1).lower().split("*")[0], found.group(2).upper(), found.group(3)
-        try:
-            if encoding == "B":
-                data = base64.b64decode(payload + "=" * (-len(payload) % 4))
-            else:
-                data = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
-        except (binascii.Error, ValueError):
-            return found.group(0)
-        return _decode_text(data, _CHARSET_ALIASES.get(charset, charset))
-
-    decoded = _ENCODED_WORD.sub(one, text)
-    return re.sub(r"(?<=[^\s])\s+(?=[^\s])", " ", decoded) if decoded != text else text
-
-
 def _looks_like_mail(headers: Headers) -> bool:
     known = ("from", "subject", "date", "message-id", "mime-version", "to", "received", "return-path", "content-type")
     return any(name in headers for name in known)
-
-
-def _clean_line(value: str) -> str:
-    return re.sub(r"[ \t\r\n]+", " ", _CONTROL.sub(" ", value)).strip()
-
-
-def _address(pair) -> Address:  # type: ignore[no-untyped-def]
-    name, addr = (pair + ("", ""))[:2] if isinstance(pair, tuple) else ("", str(pair))
-    addr = (addr or "").strip().strip("<>").lower()
-    if "@" not in addr or " " in addr:
-        addr = ""
-    name = name or ""
-    if "=?" in name:
-        name = _decode_words(name)
-    return Address(addr, _clean_line(name))
-
-
-def _first_address(pairs) -> Address:  # type: ignore[no-untyped-def]
-    for pair in pairs or ():
-        address = _address(pair)
-        if address:
-            return address
-    return Address("")
-
-
-def _return_path(headers: Headers) -> str | None:
-    value = headers.get("return-path", None)  # type: ignore[arg-type]
-    if value is None:
-        return None
-    found = re.search(r"<([^>]*)>", value)
-    return (found.group(1) if found else value).strip().lower()
 
 
 def _references(headers: Headers) -> tuple[str, ...]:

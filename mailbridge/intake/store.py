@@ -45,7 +45,7 @@ from mailbridge.workflow.followups import FollowUp, files_of
 from mailbridge.workflow.tickets import NewTicket, StoredFile, TicketBook
 from mailbridge.intake.thread import ThreadMatch, match_ticket
 from mailbridge.journal import EventKind
-from mailbridge.mail import OutcomeKind, ParsedMail, RawMail
+from mailbridge.mail import Address, OutcomeKind, ParsedMail, RawMail
 from mailbridge.ticket_ids import find_tag, format_ticket_id
 from mailbridge.models import (
     Attachment,
@@ -184,7 +184,7 @@ class MailStore:
                 self.tickets.add(row.id)
                 if row.merged_into_id:
                     self.merged[row.id] = row.merged_into_id
-        emails = sorted({m.sender.email for m in mails if m.sender})
+        emails = sorted({m.reporter.email for m in mails if m.reporter})
         for part in in_chunks(emails):
             # an address looked up and not found is new: no second query
             self.book.remember_reporters(part, c.execute(sa.select(T_REPORTER.c.id, T_REPORTER.c.email, T_REPORTER.c.name)
@@ -443,7 +443,7 @@ class MailStore:
 
     def _open_ticket(self, prepared: Prepared, linked: int | None = None, into: int | None = None) -> int:
         parsed, found = prepared.mail, prepared.classification
-        reporter, subject, category, area = parsed.sender, parsed.subject, found.category, found.area
+        reporter, subject, category, area = self._reporter(parsed), parsed.subject, found.category, found.area
         text, channel, flags = parsed.new_text or parsed.text, "email", ()
         if prepared.rules is not None and prepared.rules.no_ack:
             flags = ("ack_held",)  # a mail rule says: record and assign, acknowledge nothing
@@ -469,11 +469,21 @@ class MailStore:
             text=text, flags=flags if reporter else (*flags, "no_sender"),
         ), into=into)
         self.tickets.add(ticket_id)
+        if channel == "email" and reporter and not parsed.sender:  # From had none: the ticket says whose it took
+            self.event(ticket_id, EventKind.TICKET_REPORTER_FROM, "system", {"field": parsed.sender_source})
         if "incomplete" in flags:
             missing, unknown = self.incomplete_forms[-1]
             self.incomplete_forms[-1] = (ticket_id, missing, unknown)
             self.event(ticket_id, EventKind.FORM_INCOMPLETE, "system", {"missing": list(missing), "unknown": list(unknown)})
         return ticket_id
+
+    def _reporter(self, parsed: ParsedMail) -> Address:
+        """Who a new ticket is for: From's address, or where From has none, Reply-To's, Sender's
+        or Return-Path's, but never a staff or our own address: those act only from From,
+        authenticated, so a fallback in an agent's name opens a ticket without a reporter."""
+        settings = self.ctx.settings
+        staff = settings.agent_addresses | settings.division_addresses | settings.own_addresses
+        return parsed.reporter if parsed.sender or parsed.reporter.email not in staff else parsed.sender
 
     def _participants_of(self, ticket_id: int, reporter_id: int | None) -> senders.Participants:
         reporter = ""
@@ -606,7 +616,8 @@ def _insert_raw_copy(conn: sa.Connection, path: str, values: dict) -> int:
 def message_fields(parsed: ParsedMail) -> dict:
     """A message row's columns that come from the mail itself."""
     return {
-        "message_id": parsed.message_id, "sender": parsed.sender.email, "sender_name": parsed.sender.name[:200],
+        # The reporter's address (From's, else the fallback): their mail is theirs to export and erase.
+        "message_id": parsed.message_id, "sender": parsed.reporter.email, "sender_name": parsed.reporter.name[:200],
         "to_addrs": ", ".join(a.email for a in parsed.to), "cc_addrs": ", ".join(a.email for a in parsed.cc),
         "subject": parsed.subject[:5000], "text": parsed.text, "new_text": parsed.new_text, "html": parsed.html,
         "references": " ".join(parsed.references), "sent_at": parsed.date,

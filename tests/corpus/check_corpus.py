@@ -27,7 +27,9 @@ OPTIONAL = {
     "new_text_contains": list, "new_text_excludes": list, "text_excludes": list,
     "rejected_attachments": list, "reason": str, "references": list,
     "tag": str, "needs_review": bool, "bounced_message_id": str, "reply_to": str,
+    "sender_source": str, "reporter": str,
 }
+SENDER_SOURCES = ("from", "reply-to", "sender", "return-path")
 VERDICTS = ("person", "auto_reply", "bounce", "automatic")
 MSGID = re.compile(r"^<[^<>\s]+>$")
 TAG = re.compile(r"^CRX-\d{6,}$")
@@ -64,6 +66,10 @@ def check(manifest: dict) -> list[str]:
             seen.add(name)
             if "/" in name or not (HERE / name).is_file():
                 errors.append(f"{where}: file does not exist in {HERE}")
+        if case.get("sender_source", "from") not in SENDER_SOURCES:
+            errors.append(f"{where}: sender_source must be one of {SENDER_SOURCES}")
+        if (case.get("sender_source", "from") != "from") != bool(case.get("reporter")):
+            errors.append(f"{where}: reporter goes with a sender_source other than from, and only then")
         if case.get("verdict") not in VERDICTS:
             errors.append(f"{where}: verdict must be one of {VERDICTS}")
         for key in ("text_contains", "new_text_contains", "new_text_excludes", "text_excludes"):
