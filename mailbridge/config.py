@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -165,6 +166,21 @@ class TicketSettings(Section):
     id_prefix: str = Field("CRX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}$")
     reopen_days: int = Field(14, ge=0, le=MAX_DAYS)
     default_language: Literal["hu", "en"] = "hu"
+    # Going live on a mailbox that already holds mail: mail our server received before this day
+    # (local midnight, policy.timezone) becomes tickets without an acknowledgement.
+    acknowledge_since: date | None = None
+
+    @field_validator("acknowledge_since", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"not an ISO date (YYYY-MM-DD, e.g. 2026-12-01): {value!r}")
 
 
 class PolicySettings(Section):

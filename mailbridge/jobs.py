@@ -33,7 +33,7 @@ from mailbridge.intake.run import Intake
 from mailbridge.logs import get_logger
 from mailbridge.outbox.render import Renderer
 from mailbridge.outbox.send import ROUND_SECONDS, deliver_due
-from mailbridge.workflow.acknowledge import acknowledge_due, watch_deadlines
+from mailbridge.workflow.acknowledge import acknowledge_due, record_accepted, watch_deadlines
 from mailbridge.workflow.desk import send_agent_digests, send_supervisor_report
 
 log = get_logger("mailbridge.jobs")
@@ -54,13 +54,14 @@ class Jobs:
     def acknowledge(self, now: datetime) -> dict:
         report = acknowledge_due(self.db, self.settings, self.renderer, now)
         metrics.ACKS.inc(report.done)
-        return {"acknowledged": report.done, "held": report.skipped}
+        # Queued, not yet acknowledged: that is the sender's word, once the server took them.
+        return {"acknowledgements_queued": report.done, "held": report.skipped}
 
     def sla(self, now: datetime) -> dict:
         return {"sla_notices": watch_deadlines(self.db, self.settings, self.renderer, now).done}
 
     def send(self, now: datetime) -> dict:
-        report = deliver_due(self.db, self.settings, now)
+        report = deliver_due(self.db, self.settings, now, on_accepted=record_accepted)
         if report.unavailable and not self.alarms.get("smtp_unavailable"):
             log.error("outbox.smtp_unavailable", error=report.unavailable, retrying=True)
         elif not report.unavailable and self.alarms.get("smtp_unavailable"):
@@ -68,7 +69,8 @@ class Jobs:
         self.alarms["smtp_unavailable"] = bool(report.unavailable)
         metrics.SENT.inc(report.sent)
         metrics.FAILED.inc(report.failed)
-        return {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
+        return {"sent": report.sent, "retrying": report.retrying, "failed": report.failed,
+                "acknowledged": report.acknowledged}
 
     def watch_intake(self, now: datetime, started: datetime, mailbox: str = "default") -> dict:
         """The alarm: no successful poll for `alarm.poll_stale_minutes` (intake must never fail silently)."""
@@ -220,7 +222,7 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
     common = {"max_instances": 1, "coalesce": True, "next_run_time": clock()}
     def acknowledge() -> None:
         # What the round queued goes out now, not at the sender's next round.
-        if (_guarded(jobs.acknowledge, clock()) or {}).get("acknowledged"):
+        if (_guarded(jobs.acknowledge, clock()) or {}).get("acknowledgements_queued"):
             send()
 
     scheduler.add_job(acknowledge, "interval", seconds=30, id="acknowledge", **common)

@@ -65,6 +65,7 @@ class EventKind(StrEnum):
     ACK_HELD = "ack.held"
     ACK_RATE_LIMITED = "ack.rate_limited"
     ACK_BY_HAND = "ack.by_hand"
+    ACK_BEFORE_GO_LIVE = "ack.before_go_live"  # received before tickets.acknowledge_since: none is due
     SLA_WARNING = "sla.warning"
     SLA_BREACHED = "sla.breached"
     # mail that went out: `<template>.sent`, and what became of the rest

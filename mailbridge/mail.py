@@ -24,6 +24,7 @@ class RawMail:
     uidvalidity: int
     uid: int
     raw: bytes
+    received: datetime | None = None  # INTERNALDATE: when our server took it in (None: not known)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
@@ -158,14 +159,23 @@ class ImapConnection:
             raise _fail("UID SEARCH failed", exc) from None
         return sorted(uid for uid in found if uid > last_uid)
 
-    def sizes(self, uids: list[int]) -> dict[int, int]:
+    def announced(self, uids: list[int]) -> tuple[dict[int, int], dict[int, datetime]]:
+        """What the server says of each mail before its body is fetched, in one FETCH: its size
+        (RFC822.SIZE) and when the server received it (INTERNALDATE, aware; absent if not given)."""
         if not uids:
-            return {}
+            return {}, {}
         try:
-            answer = self._c.fetch(uids, ["RFC822.SIZE"])
+            answer = self._c.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
         except _FAILURES as exc:
-            raise _fail("FETCH RFC822.SIZE failed", exc) from None
-        return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in answer.items()}
+            raise _fail("FETCH RFC822.SIZE INTERNALDATE failed", exc) from None
+        sizes, received = {}, {}
+        for uid, data in answer.items():
+            sizes[uid] = int(data.get(b"RFC822.SIZE", 0))
+            when = data.get(b"INTERNALDATE")
+            if isinstance(when, datetime):
+                # IMAPClient gives it in this host's local time, naive: astimezone reads it so.
+                received[uid] = when.astimezone(timezone.utc)
+        return sizes, received
 
     def bodies(self, uids: list[int]) -> dict[int, bytes]:
         """Raw messages by UID; a UID the server answered without a body is absent."""

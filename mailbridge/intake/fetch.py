@@ -55,7 +55,7 @@ class NewMail(Iterator[tuple[list[int], list[RawMail], dict[int, int]]]):
     def __init__(self, imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int,
                  max_bytes: int):
         self.imap, self.folder, self.uidvalidity, self.max_bytes = imap, folder, uidvalidity, max_bytes
-        self.announced = imap.sizes(uids)
+        self.announced, self.received = imap.announced(uids)
         # A UID without a size answer still gets asked for its body.
         self.batches = plan_batches({uid: min(self.announced.get(uid, 0), max_bytes) for uid in uids}, batch_size)
 
@@ -95,7 +95,7 @@ class NewMail(Iterator[tuple[list[int], list[RawMail], dict[int, int]]]):
             if announced.get(uid) and len(body) != announced[uid]:
                 log.warning("mail.fetch_garbled", folder=folder, uid=uid, announced=announced[uid], received=len(body))
                 continue
-            mails.append(RawMail(folder, uidvalidity, uid, body))
+            mails.append(RawMail(folder, uidvalidity, uid, body, self.received.get(uid)))
         return [uid for uid in batch if uid not in too_large], mails, too_large
 
 

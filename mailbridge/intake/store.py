@@ -272,7 +272,8 @@ class MailStore:
             if taken is not None:
                 return taken
         if verdict.is_person:
-            outcome_kind, ticket_id, role = self._person_mail(prepared, match, again.placeholder if again else None)
+            outcome_kind, ticket_id, role = self._person_mail(prepared, match, again.placeholder if again else None,
+                                                              raw.received or parsed.date)
             kind = _KIND_OF_ROLE.get(role, "customer")
         elif verdict.kind == loops.VerdictKind.BOUNCE:
             # Only a report about a message we sent to whom it names acts; any other is automatic mail.
@@ -395,13 +396,15 @@ class MailStore:
 
     # --- tickets ---------------------------------------------------------------
 
-    def _person_mail(self, prepared: Prepared, match: ThreadMatch,
-                     placeholder: int | None = None) -> tuple[OutcomeKind, int, str]:
+    def _person_mail(self, prepared: Prepared, match: ThreadMatch, placeholder: int | None = None,
+                     received: datetime | None = None) -> tuple[OutcomeKind, int, str]:
         """(outcome, ticket, the sender's role) for a mail a person wrote. A new ticket goes
-        `into` the placeholder opened for it when it could not be read, if there is one."""
+        `into` the placeholder opened for it when it could not be read, if there is one.
+        `received`: when our server received it (INTERNALDATE, else the Date header)."""
         parsed = prepared.mail
         if match.is_new:
-            return OutcomeKind.NEW_TICKET, self._open_ticket(prepared, into=placeholder), senders.REPORTER
+            return (OutcomeKind.NEW_TICKET, self._open_ticket(prepared, into=placeholder, received=received),
+                    senders.REPORTER)
         ticket = self.conn.execute(
             sa.select(T_TICKET.c.id, T_TICKET.c.status, T_TICKET.c.resolved_at, T_TICKET.c.reporter_id)
             .where(T_TICKET.c.id == match.ticket_id)
@@ -423,7 +426,7 @@ class MailStore:
                                       self.ctx.settings.tickets.reopen_days)
         by = parsed.sender.email or "unknown"
         if effect == senders.FOLLOW_UP:
-            new_id = self._open_ticket(prepared, linked=ticket.id, into=placeholder)
+            new_id = self._open_ticket(prepared, linked=ticket.id, into=placeholder, received=received)
             self.event(ticket.id, EventKind.TICKET_FOLLOW_UP, by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
             return OutcomeKind.FOLLOW_UP, new_id, senders.REPORTER
         changes: dict = {"updated_at": self.ctx.now}
@@ -441,7 +444,8 @@ class MailStore:
         self.event(ticket.id, EventKind.MAIL_RECEIVED, by, {"via": match.via, "role": role})
         return (OutcomeKind.REOPENED if effect == senders.REOPEN else OutcomeKind.REPLY), ticket.id, role
 
-    def _open_ticket(self, prepared: Prepared, linked: int | None = None, into: int | None = None) -> int:
+    def _open_ticket(self, prepared: Prepared, linked: int | None = None, into: int | None = None,
+                     received: datetime | None = None) -> int:
         parsed, found = prepared.mail, prepared.classification
         reporter, subject, category, area = self._reporter(parsed), parsed.subject, found.category, found.area
         text, channel, flags = parsed.new_text or parsed.text, "email", ()
@@ -466,7 +470,7 @@ class MailStore:
         ticket_id = self.book.open(NewTicket(
             subject=subject, channel=channel, reporter=reporter, category=category, area=area,
             language=prepared.language, others=others, linked=linked, by=parsed.sender.email or "system",
-            text=text, flags=flags if reporter else (*flags, "no_sender"),
+            text=text, flags=flags if reporter else (*flags, "no_sender"), received=received,
         ), into=into)
         self.tickets.add(ticket_id)
         if channel == "email" and reporter and not parsed.sender:  # From had none: the ticket says whose it took

@@ -60,6 +60,7 @@ class SendReport:
     retrying: int = 0
     failed: int = 0
     unavailable: str = ""  # the SMTP server could not be reached this round: why
+    acknowledged: int = 0  # tickets whose acknowledgement the server accepted this round (`on_accepted`)
 
 
 @dataclass(frozen=True)
@@ -134,10 +135,18 @@ def build_message(row: sa.Row, settings: Settings, now: datetime, recipients: li
     return message.as_bytes(policy=compat32.clone(linesep="\r\n"))
 
 
+# What the workflow does once the server took a row's mail: (conn, ticket_id, template, now) -> True
+# when that acknowledged the ticket. Called in the transaction that marks the row sent.
+OnAccepted = Callable[[sa.Connection, "int | None", str, datetime], bool]
+
+
 def deliver_due(db: Database, settings: Settings, now: datetime,
                 connect: Callable[[], SmtpConnection] | None = None,
-                clock: Callable[[], datetime] = _real_now) -> SendReport:
+                clock: Callable[[], datetime] = _real_now, on_accepted: OnAccepted | None = None) -> SendReport:
     """Sends what is due as of `now`, one claimed row at a time (see `_next_due`).
+
+    `on_accepted` runs in the transaction that marks a row sent, so what the server's
+    acceptance means for the ticket (acknowledged, SPEC) commits with it or not at all.
 
     A retry (and a lease) is timed from the earlier of `now` and the real clock:
     `tick --at` a year ahead with the server down must not park the mail for a
@@ -171,7 +180,7 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
         for _ in range(ROUND_LIMIT):
             if time.monotonic() - started > ROUND_SECONDS:
                 break
-            server_unwell = sent = False
+            server_unwell = sent = told = False
             with _next_due(db, now, retry_from) as (row, outcome):
                 if row is None:
                     break
@@ -199,11 +208,13 @@ def deliver_due(db: Database, settings: Settings, now: datetime,
                 else:
                     with outcome() as conn:
                         _record_sent(conn, row, now)
+                        told = on_accepted is not None and on_accepted(conn, row.ticket_id, row.template, now)
                     sent = True
             if server_unwell:
                 break  # the rest wait for the next round
             if sent:  # committed: now it counts
                 report.sent += 1
+                report.acknowledged += told
                 log.info("outbox.sent", outbox=row.id, template=row.template, ticket=row.ticket_id)
     finally:
         smtp.close()

@@ -197,6 +197,17 @@ def ack_deadline(
     return _end_of_day(counted[-1] if counted else recorded_day, zone)
 
 
+def before_go_live(received: datetime | None, since: date | None, zone_name: str) -> bool:
+    """Mail our server received before `since` (its local midnight): the history of a mailbox
+    that went live then (`tickets.acknowledge_since`), which is not acknowledged. A time not
+    known, or no such day configured: not before."""
+    if since is None or received is None:
+        return False
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=_utc_zone.utc)
+    return received < datetime.combine(since, time(), _zone(zone_name))
+
+
 def hours_left(deadline: datetime, now: datetime) -> float:
     """Hours from `now` to `deadline`; negative once the deadline has passed.
 

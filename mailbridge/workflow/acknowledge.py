@@ -2,9 +2,14 @@
 
 Both take `now` from the caller (the scheduler, or `tick --at`), so a test
 can run a day in a second. A ticket is claimed inside the write transaction
-before anything is queued for it (`FOR UPDATE SKIP LOCKED` on PostgreSQL, and
-its status changed first), so two processes, even on two hosts, never
-acknowledge or warn twice.
+before anything is queued for it (`FOR UPDATE SKIP LOCKED` on PostgreSQL, then
+a claim that finds no mail telling its ID in the outbox), so two processes,
+even on two hosts, never acknowledge or warn twice.
+
+A ticket counts as acknowledged only once the SMTP server has accepted a mail
+that tells the reporter its ID (SPEC, Outgoing mail): the outbox sender calls
+`record_accepted` in the transaction that marks the mail sent. Until then the
+ticket is `new` and the SLA watcher counts it as not acknowledged.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ log = get_logger("mailbridge.workflow")
 
 BATCH = 200
 
+# The mails that tell the reporter the ticket ID (P7). One of them queued, sent or failed
+# means no (further) acknowledgement is queued; one accepted by the server acknowledges.
+TELLS_THE_ID = ("ack", "agent_relay", "outcome")
+
 
 @dataclass
 class JobReport:
@@ -50,7 +59,8 @@ def inside_ack_hours(settings: Settings, now: datetime) -> bool:
 
 
 def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: datetime) -> JobReport:
-    """P7: every new ticket with a reachable reporter is told its ID (rate-limited per address)."""
+    """P7: an acknowledgement is queued for every new ticket with a reachable reporter and none
+    on its way (rate-limited per address); the ticket stays `new` until the server accepts it."""
     report = JobReport()
     if not inside_ack_hours(settings, now):
         return report
@@ -62,7 +72,9 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
                       T_REPORTER.c.undeliverable)
             .join(T_REPORTER, T_REPORTER.c.id == T_TICKET.c.reporter_id)
             .where(T_TICKET.c.status == "new", T_TICKET.c.acknowledged_at.is_(None), T_REPORTER.c.email.is_not(None),
-                   ~T_TICKET.c.flags.contains("ack_held"))
+                   ~T_TICKET.c.flags.contains("ack_held"),
+                   T_TICKET.c.ack_deadline.is_not(None),  # None: nothing to acknowledge (received before go-live)
+                   ~_id_told(T_TICKET.c.id))  # waiting, retrying or failed in the outbox: not a second one
             .order_by(T_TICKET.c.id).limit(BATCH).with_for_update(of=T_TICKET, skip_locked=True)
         ).all()
         for row in rows:
@@ -80,9 +92,12 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
                 log.info("ack.rate_limited" if "24 hours" in held else "ack.held", ticket=row.id)
                 report.skipped += 1
                 continue
+            # A statement of its own, after the row lock: it sees what another process committed
+            # while we waited (its acknowledgement in the outbox), which the select above may not.
             claimed = conn.execute(sa.update(T_TICKET).where(
-                T_TICKET.c.id == row.id, T_TICKET.c.status == "new", T_TICKET.c.acknowledged_at.is_(None)
-            ).values(status="acknowledged", acknowledged_at=now, updated_at=now)).rowcount
+                T_TICKET.c.id == row.id, T_TICKET.c.status == "new", T_TICKET.c.acknowledged_at.is_(None),
+                ~_id_told(row.id)
+            ).values(updated_at=now)).rowcount
             if not claimed:  # acknowledged (or changed) by someone else since we looked
                 continue
             context = ticket_context(conn, settings, row.id)
@@ -96,6 +111,24 @@ def acknowledge_due(db: Database, settings: Settings, renderer: Renderer, now: d
     return report
 
 
+def _id_told(ticket: sa.ColumnElement | int) -> sa.Exists:
+    """A mail telling the ticket's reporter its ID is in the outbox, whatever became of it."""
+    return sa.exists().where(T_OUTBOX.c.ticket_id == ticket, T_OUTBOX.c.template.in_(TELLS_THE_ID))
+
+
+def record_accepted(conn: sa.Connection, ticket_id: int | None, template: str, now: datetime) -> bool:
+    """The SMTP server accepted a mail of `template` on `ticket_id` at `now` (the outbox sender
+    calls this in the transaction that marks it sent). One that tells the reporter the ticket ID
+    acknowledges the ticket, if nothing did before: `acknowledged_at` is now, and a `new` ticket
+    becomes `acknowledged`. True when it did."""
+    if ticket_id is None or template not in TELLS_THE_ID:
+        return False
+    return bool(conn.execute(sa.update(T_TICKET).where(
+        T_TICKET.c.id == ticket_id, T_TICKET.c.acknowledged_at.is_(None)
+    ).values(acknowledged_at=now, updated_at=now,
+             status=sa.case((T_TICKET.c.status == "new", "acknowledged"), else_=T_TICKET.c.status))).rowcount)
+
+
 def _acks_sent_to(conn: sa.Connection, email: str, now: datetime) -> int:
     return conn.execute(
         sa.select(sa.func.count()).select_from(T_OUTBOX)
@@ -105,7 +138,9 @@ def _acks_sent_to(conn: sa.Connection, email: str, now: datetime) -> int:
 
 
 def watch_deadlines(db: Database, settings: Settings, renderer: Renderer, now: datetime) -> JobReport:
-    """P7/P10: the assignee hears when an acknowledgement deadline nears, and when it passes."""
+    """P7/P10: the assignee hears when an acknowledgement deadline nears, and when it passes.
+    An acknowledgement still in the outbox (or failed) does not count: the ticket is not
+    acknowledged until the server accepted one."""
     report = JobReport()
     warn_before = timedelta(hours=settings.policy.sla_warn_hours)
     with db.session() as session:

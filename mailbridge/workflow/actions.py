@@ -45,7 +45,9 @@ class Casework:
         return row.email, row.language
 
     def relay(self, ticket_id: int, agent: str, text: str, files: tuple[dict, ...] = ()) -> bool:
-        """An agent's reply reaches the customer from the support address, with its files."""
+        """An agent's reply reaches the customer from the support address, with its files.
+        It tells the ticket ID as an acknowledgement would (`acknowledge.TELLS_THE_ID`): none is
+        queued beside it, and the ticket counts as acknowledged once the server takes it."""
         customer = self._customer(ticket_id)
         if customer is None:
             self.event(ticket_id, EventKind.RELAY_IMPOSSIBLE, agent, {"reason": "no reachable reporter address"})
@@ -56,15 +58,8 @@ class Casework:
         mail = render_mail(self.renderer, "agent_relay", customer[1], context, (customer[0],), ticket_id,
                            in_reply_to=first_message_id(self.conn, ticket_id), attachments=files)
         queue_mail(self.conn, self.settings, mail, self.now)
-        self._told_the_id(ticket_id)
         self.event(ticket_id, EventKind.REPLY_RELAYED, agent, {"attachments": len(files)})
         return True
-
-    def _told_the_id(self, ticket_id: int) -> None:
-        """A mail to the customer under the subject tag tells them the ticket ID (P7) as an
-        acknowledgement would: no separate one follows it."""
-        self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket_id, T_TICKET.c.acknowledged_at.is_(None))
-                          .values(acknowledged_at=self.now))
 
     def set_status(self, ticket_id: int, status: str, by: str) -> None:
         values: dict = {"status": status}
@@ -114,7 +109,6 @@ class Casework:
             mail = render_mail(self.renderer, "outcome", customer[1], context, (customer[0],), ticket_id,
                                in_reply_to=first_message_id(self.conn, ticket_id))
             queue_mail(self.conn, self.settings, mail, self.now)
-            self._told_the_id(ticket_id)
         self._update(ticket_id, status="resolved", resolved_at=self.now)
         self.event(ticket_id, EventKind.TICKET_RESOLVED, by, {"told_customer": customer is not None})
 

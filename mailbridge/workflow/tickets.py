@@ -25,7 +25,7 @@ from mailbridge.journal import EventKind
 from mailbridge.mail import Address
 from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_PARTICIPANT, T_REPORTER, T_TICKET
 from mailbridge.outbox.render import Renderer
-from mailbridge.policy.deadline import ack_deadline
+from mailbridge.policy.deadline import ack_deadline, before_go_live
 from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
@@ -47,6 +47,7 @@ class NewTicket:
     text: str = ""  # the reporter's first words: the assignment notice quotes them
     flags: tuple[str, ...] = ()
     assignee: str | None = None  # an agent chosen by whoever opens it (#open by mail); None: by area and load
+    received: datetime | None = None  # when our server received the mail it comes from (None: now, by hand)
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,13 @@ class TicketBook:
         values = {"subject": (new.subject or "(no subject)")[:500], "category": new.category, "area": new.area,
                   "channel": new.channel, "reporter_id": reporter_id, "language": new.language,
                   "flags": ",".join(new.flags), "linked_ticket_id": new.linked, "updated_at": self.now}
+        since = self.settings.tickets.acknowledge_since
+        history = before_go_live(new.received, since, self.settings.policy.timezone)
+        if history:  # no acknowledgement is due, so no deadline: the SLA watcher and reports skip it
+            values["ack_deadline"] = None
         if into is None:
-            ticket_id = self.insert(T_TICKET, status="new", created_at=self.now, ack_deadline=self.deadline(self.now),
-                                    **values)
+            ticket_id = self.insert(T_TICKET, status="new", created_at=self.now,
+                                    **{"ack_deadline": self.deadline(self.now), **values})
         else:
             ticket_id = into
             self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == into).values(**values))
@@ -130,6 +135,10 @@ class TicketBook:
             if new.linked is not None:
                 detail["follows"] = format_ticket_id(new.linked, self.prefix)
             self.event(ticket_id, EventKind.TICKET_CREATED, new.by, detail)
+        if history:
+            self.event(ticket_id, EventKind.ACK_BEFORE_GO_LIVE, "system", {
+                "received": new.received.isoformat(), "acknowledge_since": since.isoformat(),  # type: ignore[union-attr]
+                "reason": "received before tickets.acknowledge_since: the mailbox's history is not acknowledged"})
         self.pending_assignments.append((ticket_id, new.area, new.text[:4000]))
         if new.assignee:
             self.given[ticket_id] = new.assignee
