@@ -173,8 +173,9 @@ def _field(line: str) -> str:
 
 
 def _header_block_at(lines: list[str], i: int, last: int) -> bool:
-    """Does a header block start at line i: two different fields, one of them the sender,
-    on consecutive lines (one blank or wrapped line allowed between), naming a date or an address?"""
+    """Does a header block start at line i: different fields on consecutive lines (one blank
+    or wrapped line allowed between), one of them the sender, naming an address, or else
+    three or more with a date?"""
     names = []
     gap = 0
     address = False
@@ -191,7 +192,11 @@ def _header_block_at(lines: list[str], i: int, last: int) -> bool:
             if gap > 1:
                 break
     fields = set(names)
-    return len(fields) >= 2 and bool(_SENDER_FIELDS & fields) and (address or bool(_DATE_FIELDS & fields))
+    if not (_SENDER_FIELDS & fields) or len(fields) < 2:
+        return False
+    # Clients write at least sender, date, recipient and subject; a pair of fields without
+    # an address ("From: our bank account / Sent: 20 November") is someone's own text.
+    return address or (len(fields) >= 3 and bool(_DATE_FIELDS & fields))
 
 
 def _rule_above(lines: list[str], i: int) -> int:
