@@ -16,16 +16,16 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import charset_normalizer
 import html2text
 import mailparser
-from flufl.bounce import scan_message
 from tnefparse import TNEF
 
 from mailbridge.errors import UnparseableMail
+from mailbridge.intake.reports import delivery_report
 from mailbridge.intake import headers as header_fields
 from mailbridge.intake.quotes import new_text
 from mailbridge.mail import Address, DeliveryReport, Headers, ParsedMail, Part
@@ -96,7 +96,7 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     found = header_fields.sender_of(reader, parsed.from_, reply_to, headers)
     sender = found.address
     return_path = header_fields.return_path(headers)
-    return ParsedMail(
+    mail = ParsedMail(
         message_id=header_fields.message_id(headers),
         sender=sender,
         subject=header_fields.subject_of(reader, parsed.subject or ""),
@@ -116,9 +116,9 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
         cc=tuple(a for a in (header_fields.address(p) for p in parsed.cc or ()) if a),
         date=_date(headers.get("date")),
         content_type=content_type,
-        report=_delivery_report(message, content_type, sender, return_path),
         defects=tuple(sorted(parsed.defects_categories)),
     )
+    return replace(mail, report=delivery_report(message, mail))
 
 
 # What the ticket shows where a big mail's text was cut; the raw copy holds all of it.
@@ -518,40 +518,3 @@ def _tnef_name(attachment) -> str:  # type: ignore[no-untyped-def]
         name = name.decode("utf-8", "replace")
     return name.rstrip("\x00")
 
-
-_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
-
-
-def _delivery_report(message, content_type: str, sender: Address, return_path: str | None):  # type: ignore[no-untyped-def]
-    is_report = content_type == "multipart/report" and str(message.get_param("report-type", "")).lower() == "delivery-status"
-    from_daemon = bool(_DAEMON.match(sender.email)) or return_path == ""
-    if not is_report and not from_daemon:
-        return None
-    try:
-        recipients = tuple(sorted(r.decode("utf-8", "replace").lower() for r in scan_message(message)))
-    except Exception:  # a detector choking must not cost us the mail
-        recipients = ()
-    message_ids: list[str] = []
-    permanent = True
-    for part in message.walk():
-        part_type = part.get_content_type()
-        if part_type in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner:
-                ids = inner[0].get_all("Message-ID") or []
-            else:
-                ids = re.findall(r"(?im)^Message-ID:\s*(<[^>]+>)", part.get_payload(decode=False) or "")
-            message_ids.extend(str(i).strip() for i in ids)
-        elif part_type == "message/delivery-status":
-            text = part.as_string()
-            if re.search(r"(?im)^Action:\s*delayed", text):
-                permanent = False
-    if not message_ids:
-        # Free-text bounces quote the original's headers in their body.
-        whole = message.as_bytes()
-        body = re.split(rb"\r?\n\r?\n", whole, maxsplit=1)[-1]
-        # [ \t], not \s: "^\s*" is quadratic in a run of blank lines.
-        message_ids = [m.decode("ascii", "replace") for m in re.findall(rb"(?im)^[ \t]*Message-ID:\s*(<[^>\s]+>)", body)]
-    if not is_report and not recipients and not message_ids:
-        return None
-    return DeliveryReport(tuple(recipients), tuple(dict.fromkeys(message_ids)), permanent)

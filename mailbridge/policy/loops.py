@@ -2,18 +2,20 @@
 
 One verdict per mail, decided here; the store acts on it. Order matters:
 our own mail first (the loop we must never start), then delivery reports
-(they may also carry Auto-Submitted), then the RFC 3834 signals, then the
+(they may also carry Auto-Submitted): RFC 3464 ones, MAILER-DAEMON's free
+text, then the notices of delivery systems and gateways recognised by what
+they say (policy/bounce_phrases.py); then the RFC 3834 signals, then the
 headerless auto-replies recognised by subject.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from mailbridge.mail import ParsedMail
 from mailbridge.policy.autoreply_phrases import is_auto_reply_subject
+from mailbridge.policy.bounce_phrases import BOUNCE, bounce_subject, is_mailer_daemon, read_notice
 
 
 class VerdictKind(StrEnum):
@@ -25,14 +27,6 @@ class VerdictKind(StrEnum):
 
 # The header our outgoing mail carries, so a copy that comes back is known.
 OWN_MAIL_HEADER = "x-mailbridge-ticket"
-
-_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
-_BOUNCE_SUBJECT = re.compile(
-    r"^\s*(undeliver|undelivered mail|returned mail|delivery status notification|delivery failure|"
-    r"mail delivery failed|failure notice|delivery has failed|nem kézbesíthető|kézbesítési hiba|"
-    r"unzustellbar|non remis|non recapitabile|no se puede entregar)",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -61,9 +55,12 @@ def screen(mail: ParsedMail, own_addresses: frozenset[str]) -> Verdict:
     report_type = headers.get("content-type").lower()
     if mail.content_type == "multipart/report" and "delivery-status" in report_type:
         return Verdict(VerdictKind.BOUNCE, "multipart/report")
-    from_daemon = bool(_DAEMON.match(mail.sender.email))
-    if mail.report is not None and (from_daemon or mail.return_path == "" or _BOUNCE_SUBJECT.match(mail.subject)):
+    from_daemon = is_mailer_daemon(mail.sender.email)
+    if mail.report is not None and (from_daemon or mail.return_path == ""):
         return Verdict(VerdictKind.BOUNCE, "free-text bounce")
+    # No DSN part, no RFC 3834 header, any sender: a delivery system's or gateway's words.
+    if notice := read_notice(mail.subject, mail.sender, mail.text, mail.attachments):
+        return Verdict(VerdictKind.BOUNCE if notice.kind == BOUNCE else VerdictKind.AUTOMATIC, notice.reason)
     if mail.content_type == "multipart/report":
         return Verdict.automatic("multipart/report")
 
@@ -88,7 +85,7 @@ def screen(mail: ParsedMail, own_addresses: frozenset[str]) -> Verdict:
     if "x-auto-response-suppress" in headers:
         return Verdict.automatic("x-auto-response-suppress")
     if from_daemon:
-        if _BOUNCE_SUBJECT.match(mail.subject):
+        if bounce_subject(mail.subject) == BOUNCE:
             return Verdict(VerdictKind.BOUNCE, "mailer-daemon")
         return Verdict.automatic("mailer-daemon")
     if mail.return_path == "":
