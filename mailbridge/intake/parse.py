@@ -25,9 +25,9 @@ import mailparser
 from tnefparse import TNEF
 
 from mailbridge.errors import UnparseableMail
-from mailbridge.intake.reports import delivery_report
 from mailbridge.intake import headers as header_fields
 from mailbridge.intake.quotes import new_text
+from mailbridge.intake.reports import delivery_report
 from mailbridge.mail import Address, DeliveryReport, Headers, ParsedMail, Part
 
 _MSGID = re.compile(r"<[^<>\s]+>")
