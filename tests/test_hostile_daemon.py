@@ -170,7 +170,11 @@ def test_a_tick_a_year_ahead_does_not_park_mail_for_a_year(mailbox, smtp_sink, m
     assert "retrying" in desk("tick", "--at", later(days=365)).stdout
     smtp_sink.start()
     desk("tick", "--at", later(minutes=5))  # the real clock, a few minutes on: the back-off is over
-    assert len(smtp_sink.messages) == 2
+    # The acknowledgement and the assignment notice; and, since a year on the acknowledgement was
+    # still not sent (SMTP down), the assignee's missed-deadline warning from that tick.
+    assert sorted(str(m["To"]) for m in smtp_sink.messages) == ["customer1@example.hu"] + ["kiss.anna@crossec.com"] * 2
+    assert [m["Subject"].startswith("[CRX-000001] Lejárt a kapcsolatfelvételi határidő")
+            for m in smtp_sink.messages].count(True) == 1
 
 
 # --- the database ------------------------------------------------------------------------------
