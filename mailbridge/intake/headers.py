@@ -104,7 +104,7 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([QqBb])\?([^?\s]*)\?=")
 def _word_bytes(encoding: str, payload: str) -> bytes | None:
     try:
         if encoding in "Bb":
-            return base64.b64decode(payload + "=" * (-len(payload) % 4))
+            return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
         return binascii.a2b_qp(payload.encode("ascii", "replace"), header=True)
     except (binascii.Error, ValueError):
         return None
@@ -264,8 +264,9 @@ def message_id(headers: Headers) -> str:
 # "<" first (an unclosed quote or bracket). Read from the undecoded text: an encoded word
 # has no literal @, so it never becomes an address.
 MAX_FIELD = 2000
-_ADDRESS_TOKEN = re.compile(r"""[^\s<>()\[\],;"']{1,320}""")
-_AFTER_BRACKET = re.compile(r"<[ \t]*([^\s<>]{1,320})")
+_ADDRESS_TOKEN = re.compile(r"""[^\s<>()\[\],;"']+""")  # whole words: a cut one is no address
+_AFTER_BRACKET = re.compile(r"<[ \t]*([^\s<>]+)")
+MAX_ADDRESS = 320
 
 
 def recovered(text: str) -> Address:
@@ -274,6 +275,8 @@ def recovered(text: str) -> Address:
     text = text[:MAX_FIELD]
     candidates = [m.group(1) for m in _AFTER_BRACKET.finditer(text)] + _ADDRESS_TOKEN.findall(text)
     for candidate in candidates:
+        if "@" not in candidate or len(candidate) > MAX_ADDRESS:
+            continue
         addr = normalise_address(_unquoted(candidate.strip("<>")))
         if addr is None:
             continue

@@ -507,7 +507,7 @@ class MailStore:
                  again: Quarantined | None = None) -> int:
         """The mail's message row; one read again has its row already (recorded when it came), filled in here."""
         values = {"ticket_id": ticket_id, "kind": kind, "raw_id": raw_id, "raw_sha256": parsed.raw_sha256,
-                  "reason": reason[:200], **message_fields(parsed)}
+                  "reason": reason[:200], **message_fields(parsed, self._reporter(parsed))}
         if again is None:
             message_pk = self.book.insert(T_MESSAGE, direction="in", internal=False, created_at=self.ctx.now, **values)
         else:
@@ -617,11 +617,13 @@ def _insert_raw_copy(conn: sa.Connection, path: str, values: dict) -> int:
     return row_id
 
 
-def message_fields(parsed: ParsedMail) -> dict:
-    """A message row's columns that come from the mail itself."""
+def message_fields(parsed: ParsedMail, sender: Address | None = None) -> dict:
+    """A message row's columns that come from the mail itself; `sender`: whose it is (the
+    reporter's address, From's or a fallback that is not staff's), else From's."""
+    sender = parsed.sender if sender is None else sender
     return {
-        # The reporter's address (From's, else the fallback): their mail is theirs to export and erase.
-        "message_id": parsed.message_id, "sender": parsed.reporter.email, "sender_name": parsed.reporter.name[:200],
+        # A fallback address counts: the reporter's mail is theirs to export and erase.
+        "message_id": parsed.message_id, "sender": sender.email, "sender_name": sender.name[:200],
         "to_addrs": ", ".join(a.email for a in parsed.to), "cc_addrs": ", ".join(a.email for a in parsed.cc),
         "subject": parsed.subject[:5000], "text": parsed.text, "new_text": parsed.new_text, "html": parsed.html,
         "references": " ".join(parsed.references), "sent_at": parsed.date,
