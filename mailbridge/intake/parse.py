@@ -16,7 +16,7 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import charset_normalizer
@@ -96,10 +96,11 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     found = header_fields.sender_of(reader, parsed.from_, reply_to, headers)
     sender = found.address
     return_path = header_fields.return_path(headers)
-    mail = ParsedMail(
+    subject = header_fields.subject_of(reader, parsed.subject or "")
+    return ParsedMail(
         message_id=header_fields.message_id(headers),
         sender=sender,
-        subject=header_fields.subject_of(reader, parsed.subject or ""),
+        subject=subject,
         text=text,
         new_text=new_text_of(text),
         html=html,
@@ -116,9 +117,9 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
         cc=tuple(a for a in (header_fields.address(p) for p in parsed.cc or ()) if a),
         date=_date(headers.get("date")),
         content_type=content_type,
+        report=delivery_report(message, headers, sender, return_path, subject, text, attachments),
         defects=tuple(sorted(parsed.defects_categories)),
     )
-    return replace(mail, report=delivery_report(message, mail))
 
 
 # What the ticket shows where a big mail's text was cut; the raw copy holds all of it.

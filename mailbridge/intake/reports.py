@@ -15,7 +15,7 @@ import re
 
 from flufl.bounce import scan_message
 
-from mailbridge.mail import DeliveryReport, ParsedMail
+from mailbridge.mail import Address, DeliveryReport, Headers, Part
 from mailbridge.policy.bounce_phrases import (
     BOUNCE, failed_recipients, is_mailer_daemon, quoted_message_ids, read_notice,
 )
@@ -25,13 +25,13 @@ _RETURNED_PARTS = ("message/rfc822", "text/rfc822-headers", "message/rfc822-head
 ATTACHED_TEXT = 64 * 1024
 
 
-def delivery_report(message, mail: ParsedMail) -> DeliveryReport | None:  # type: ignore[no-untyped-def]
-    """The report `mail` is, or None when it is none. `message`: the parsed MIME tree of the same mail."""
-    is_report = mail.content_type == "multipart/report" \
+def delivery_report(message, headers: Headers, sender: Address, return_path: str | None,  # type: ignore[no-untyped-def]
+                    subject: str, text: str, attachments: tuple[Part, ...]) -> DeliveryReport | None:
+    """The report a mail is, or None. `message`: its MIME tree; the rest as ParsedMail will hold them."""
+    is_report = message.get_content_type() == "multipart/report" \
         and str(message.get_param("report-type", "")).lower() == "delivery-status"
-    from_daemon = is_mailer_daemon(mail.sender.email) or mail.return_path == ""
-    if not is_report and not from_daemon \
-            and read_notice(mail.subject, mail.sender, mail.text, mail.attachments).kind != BOUNCE:
+    from_daemon = is_mailer_daemon(sender.email) or return_path == ""
+    if not is_report and not from_daemon and read_notice(subject, sender, text, attachments).kind != BOUNCE:
         return None
     try:
         recipients = {r.decode("utf-8", "replace").lower() for r in scan_message(message)}
@@ -39,8 +39,8 @@ def delivery_report(message, mail: ParsedMail) -> DeliveryReport | None:  # type
         recipients = set()
     if not recipients:
         # Exim names them in a header; the free-text styles in a block of their text.
-        recipients = {r.strip().lower() for r in mail.headers.get("x-failed-recipients").split(",") if "@" in r}
-        recipients |= set(failed_recipients(mail.text))
+        recipients = {r.strip().lower() for r in headers.get("x-failed-recipients").split(",") if "@" in r}
+        recipients |= set(failed_recipients(text))
     message_ids: list[str] = []
     permanent = True
     for part in message.walk():
@@ -57,8 +57,8 @@ def delivery_report(message, mail: ParsedMail) -> DeliveryReport | None:  # type
                 permanent = False
     if not message_ids:
         # The original inlined in the text, or attached as a text file (Domino, MDaemon, gateways).
-        message_ids.extend(quoted_message_ids(mail.text))
-        for part in mail.attachments:
+        message_ids.extend(quoted_message_ids(text))
+        for part in attachments:
             if part.content_type == "text/plain" and part.data:
                 message_ids.extend(quoted_message_ids(part.data[:ATTACHED_TEXT].decode("utf-8", "replace")))
     if not message_ids:
