@@ -167,3 +167,20 @@ def test_a_bad_acknowledge_since_is_a_config_error_naming_the_key(mailbox, mailb
     assert result.returncode == 2
     assert "tickets.acknowledge_since" in result.stderr and "YYYY-MM-DD" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tickets_told_missed_for_good_do_not_crowd_out_the_next_ones(mailbox, smtp_sink, mailbridge_for,
+                                                                     monkeypatch):
+    """A ticket can stay `new` for good (no address; an acknowledgement refused for good): once
+    its assignee was told the deadline passed, the watcher's batch goes on to the others."""
+    from mailbridge.workflow import acknowledge
+
+    monkeypatch.setattr(acknowledge, "BATCH", 1)  # one ticket per round: the point, with two
+    desk = mailbridge_for(mailbox, smtp_sink, agents=AGENTS)
+    for name in ("Horváth Ödön", "Varga Tünde"):
+        desk("ticket", "open", "--channel", "phone", "--name", name, "--category", "Egyéb", "--area", "Egyéb",
+             "--subject", "Visszahívást kér", "--body", "Telefonon jelezte.")
+    missed = max(utc(t["ack_deadline"]) for t in desk.tickets()) + timedelta(hours=1)
+    desk("tick", "--at", missed.isoformat())
+    desk("tick", "--at", (missed + timedelta(minutes=5)).isoformat())
+    assert [events(desk, t).count("sla.breached") for t in ("CRX-000001", "CRX-000002")] == [1, 1]

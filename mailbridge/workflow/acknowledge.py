@@ -149,7 +149,11 @@ def watch_deadlines(db: Database, settings: Settings, renderer: Renderer, now: d
             sa.select(T_TICKET.c.id, T_TICKET.c.assignee, T_TICKET.c.ack_deadline)
             .where(T_TICKET.c.acknowledged_at.is_(None), T_TICKET.c.status == "new",
                    T_TICKET.c.ack_deadline.is_not(None), T_TICKET.c.assignee.is_not(None),
-                   T_TICKET.c.ack_deadline <= now + warn_before)
+                   T_TICKET.c.ack_deadline <= now + warn_before,
+                   # Told already that it was missed: such tickets can stay `new` for good (no
+                   # address, an acknowledgement refused for good) and must not fill the batch.
+                   ~sa.exists().where(T_EVENT.c.ticket_id == T_TICKET.c.id,
+                                      T_EVENT.c.type == EventKind.SLA_BREACHED.value))
             .order_by(T_TICKET.c.id).limit(BATCH).with_for_update(skip_locked=True)
         ).all()
         for row in rows:
