@@ -241,20 +241,22 @@ def test_an_encoded_word_as_the_local_part_stays_literal():
     assert mail.sender.email != "kiss.anna@crossec.com"
 
 
-@pytest.mark.parametrize("extra, source, reporter", [
+@pytest.mark.parametrize("extra, source, reporter, name", [
     ((b"Reply-To: R <r@example.hu>", b"Sender: S <s@example.hu>", b"Return-Path: <p@example.hu>"),
-     "reply-to", "r@example.hu"),
-    ((b"Sender: S <s@example.hu>", b"Return-Path: <p@example.hu>"), "sender", "s@example.hu"),
-    ((b"Return-Path: <p@example.hu>",), "return-path", "p@example.hu"),
-    ((b"Reply-To: nobody", b"Sender: undisclosed:;", b"Return-Path: <p@example.hu>"), "return-path", "p@example.hu"),
-    ((b"Return-Path: <>",), "from", ""),  # the null sender names nobody: automatic mail stays so
-    ((), "from", ""),
-], ids=["reply-to-first", "then-sender", "then-return-path", "skips-fields-without-an-address",
+     "reply-to", "r@example.hu", "R"),
+    ((b"Sender: S <s@example.hu>", b"Return-Path: <p@example.hu>"), "sender", "s@example.hu", "S"),
+    ((b"Return-Path: <p@example.hu>",), "return-path", "p@example.hu", "Kiss Anna"),  # From's name goes with it
+    ((b"Reply-To: r@example.hu",), "reply-to", "r@example.hu", "Kiss Anna"),
+    ((b"Reply-To: nobody", b"Sender: undisclosed:;", b"Return-Path: <p@example.hu>"), "return-path", "p@example.hu",
+     "Kiss Anna"),
+    ((b"Return-Path: <>",), "from", "", "Kiss Anna"),  # the null sender names nobody: automatic mail stays so
+    ((), "from", "", "Kiss Anna"),
+], ids=["reply-to-first", "then-sender", "then-return-path", "nameless-reply-to", "skips-fields-without-an-address",
         "null-return-path", "nothing"])
-def test_where_from_has_no_address_reply_to_sender_or_return_path_decides(extra, source, reporter):
+def test_where_from_has_no_address_reply_to_sender_or_return_path_decides(extra, source, reporter, name):
     mail = parse_mail(_from(b'"Kiss Anna"', *extra), 100000)
     assert mail.sender.email == "" and mail.sender.name == "Kiss Anna"
-    assert (mail.sender_source, mail.reporter.email) == (source, reporter)
+    assert (mail.sender_source, mail.reporter.email, mail.reporter.name) == (source, reporter, name)
 
 
 def test_a_crafted_from_field_is_read_in_bounded_time():
@@ -265,11 +267,14 @@ def test_a_crafted_from_field_is_read_in_bounded_time():
         (b'"' + b"a " * 50_000),
         b"=?utf-8?q?" * 20_000,
         (b"a." * 60_000) + b"@example.hu",
+        b"\xe1\xe9" * 100_000,  # 8-bit, no charset declared: the detector reads a bounded prefix
+        b"Name " * 400 + b"kiss.anna@example.hungary.example",  # past the scanned prefix: no address made up
     ]
     started = time.monotonic()
     for value in crafted:
         mail = parse_mail(_from(value, b"Subject2: " + value), 100000)
         assert len(mail.sender.email) <= 320
+        assert mail.sender.email in ("", "a@b.example", "kiss.anna@example.hungary.example")
     assert time.monotonic() - started < 20  # linear: each takes milliseconds; a quadratic pass takes minutes
 
 

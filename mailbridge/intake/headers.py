@@ -55,6 +55,9 @@ def _codec(label: str) -> str | None:
         return None
 
 
+DETECT_BYTES = 4096  # the detector's cost grows with what it reads; a header's first 4 KB tell
+
+
 def text_of(data: bytes, charsets: Iterable[str] = (), declared_first: bool = False) -> str:
     """Text of header bytes: UTF-8 (valid by accident is next to impossible), the charsets
     the mail declares, charset-normalizer's guess, Latin-1. `declared_first`: the charsets
@@ -74,9 +77,11 @@ def text_of(data: bytes, charsets: Iterable[str] = (), declared_first: bool = Fa
             continue
         if not _C1_CONTROLS.search(text):
             return text
-    best = charset_normalizer.from_bytes(data).best()
-    if best is not None and best.encoding and not _C1_CONTROLS.search(str(best)):
-        return str(best)
+    best = charset_normalizer.from_bytes(data[:DETECT_BYTES]).best()
+    if best is not None and best.encoding:
+        text = data.decode(best.encoding, "replace")
+        if not _C1_CONTROLS.search(text):
+            return text
     return data.decode("latin-1")
 
 
@@ -272,7 +277,8 @@ MAX_ADDRESS = 320
 def recovered(text: str) -> Address:
     """The first address in a field the parsers could not read ("Name addr@host",
     `"Name <addr@host>`, `"addr@host`), with what is left of the text as the name."""
-    text = text[:MAX_FIELD]
+    if len(text) > MAX_FIELD:  # cut between words: a word cut in two is no address
+        text = text[:MAX_FIELD].rsplit(None, 1)[0]
     candidates = [m.group(1) for m in _AFTER_BRACKET.finditer(text)] + _ADDRESS_TOKEN.findall(text)
     for candidate in candidates:
         if "@" not in candidate or len(candidate) > MAX_ADDRESS:
@@ -314,8 +320,8 @@ def sender_of(reader: HeaderReader, from_pairs, reply_to: Address, headers: Head
     name = Address("", recovered_name(reader.text(raw_from)) if raw_from else "")
     for source in FALLBACKS:
         fallback = _fallback(reader, source, reply_to, headers)
-        if fallback:
-            return Sender(name, source, fallback)
+        if fallback:  # a fallback without a name (Return-Path's) takes the name From gave
+            return Sender(name, source, fallback if fallback.name else Address(fallback.email, name.name))
     return Sender(name)
 
 
@@ -331,7 +337,7 @@ def recovered_name(text: str) -> str:
 def _fallback(reader: HeaderReader, source: str, reply_to: Address, headers: Headers) -> Address:
     if source == "reply-to":
         if reply_to:
-            return reply_to
+            return Address(reply_to.email, reader.name("reply-to", reply_to))
         data = field_bytes(reader.message, "reply-to")
         return recovered(reader.text(data)) if data and b"@" in data else Address("")
     if source == "sender":
