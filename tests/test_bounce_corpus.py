@@ -27,12 +27,15 @@ OWN = frozenset({"support@crossec.com"})
 LIMIT = 100_000
 
 
-def recognised(cases=CASES) -> tuple[int, int]:
-    """(recognised, all) of the corpus's notices: the figure the bench prints."""
-    notices = [c for c in cases if c["verdict"] != "person"]
-    hits = sum(loops.screen(parse_mail((BOUNCES / c["file"]).read_bytes(), LIMIT), OWN).kind == c["verdict"]
-               for c in notices)
-    return hits, len(notices)
+def corpus_score() -> dict[str, tuple[int, int]]:
+    """For the bench: {"notices": (recognised, all), "people": (kept as people, all)}."""
+    right = {"notices": [0, 0], "people": [0, 0]}
+    for case in CASES:
+        verdict = loops.screen(parse_mail((BOUNCES / case["file"]).read_bytes(), LIMIT), OWN)
+        tally = right["people" if case["verdict"] == "person" else "notices"]
+        tally[0] += verdict.kind == case["verdict"]
+        tally[1] += 1
+    return {key: (hits, total) for key, (hits, total) in right.items()}
 
 
 def test_the_manifest_lists_every_mail_and_enough_of_each():
@@ -61,9 +64,10 @@ def test_bounce_corpus_case(case):
         assert mail.report is not None and case["bounced_message_id"] in mail.report.message_ids
 
 
-def test_the_whole_notice_corpus_is_recognised():
-    hits, total = recognised()
-    assert (hits, total) == (total, total)
+def test_the_bench_figure_counts_every_case():
+    people = sum(c["verdict"] == "person" for c in CASES)
+    notices = len(CASES) - people
+    assert corpus_score() == {"notices": (notices, notices), "people": (people, people)}
 
 
 def _notice(subject: str, text: str, sender=Address("mailer@mx.example.com", "Mail Delivery System")):
