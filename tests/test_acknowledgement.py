@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
