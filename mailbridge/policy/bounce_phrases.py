@@ -63,6 +63,7 @@ an unbounded repeat that can backtrack across a line.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -375,6 +376,7 @@ _STATUS_CODE = re.compile(
 _LINE_ADDRESS = re.compile(r"[ \t]{0,16}<?([^\s<>@()\[\],;:\"]{1,64}@[^\s<>@()\[\],;:\"]{1,253})>?(?=[\s:(,;<]|\Z)")
 _ANGLED_RECIPIENT = re.compile(r"^[ \t]{0,4}<([^\s<>@]{1,64}@[^\s<>@]{1,253})>:", re.MULTILINE)
 _BLOCK_LINES = 25  # a block lists a few recipients, each with a reason or two under it
+_BLOCKS = 10  # ... and a notice has one block, or one per kind of failure
 _QUOTED_ID = re.compile(r"^[ \t>]{0,8}message-id:[ \t]{0,8}(<[^<>\s]{1,250}>)", re.IGNORECASE | re.MULTILINE)
 _EMBEDDED_ORIGINAL = ("message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers")
 
@@ -455,7 +457,7 @@ def failed_recipients(text: str) -> tuple[str, ...]:
     if cut:  # the returned original's own addresses are not failures
         window = window[: cut.start()]
     found: list[str] = []
-    for header in _BLOCK.finditer(window):
+    for header in itertools.islice(_BLOCK.finditer(window), _BLOCKS):
         line_end = window.find("\n", header.end())
         lines = [window[header.end(): len(window) if line_end < 0 else line_end],
                  *window[len(window) if line_end < 0 else line_end + 1:].split("\n", _BLOCK_LINES)[:_BLOCK_LINES]]
