@@ -55,10 +55,12 @@ Kind: ``bounce`` when any bounce subject, phrase or failed-recipients block
 fires; ``automatic`` when only gateway words do ("quarantined", "spam
 digest": a gateway telling about mail it holds, not about a delivery).
 
-Every pattern is written lower-case (the text is lower-cased once), keeps
-accented letters out of ``[...]`` classes (the accent folding rewrites each
-one into a class of its own), and starts with a literal, so the regex engine can skip ahead to it; none has
-an unbounded repeat that can backtrack across a line.
+Every pattern is written lower-case (the text is lower-cased once) and
+keeps accented letters out of ``[...]`` classes (the accent folding rewrites
+each one into a class of its own). Its repeats are bounded (a space in a
+phrase is at most a few blanks and one line break), so none can backtrack
+across a crafted line; most start with a literal the engine skips ahead to.
+Subjects are matched as one alternation per kind: that runs on every mail.
 """
 
 from __future__ import annotations
