@@ -307,9 +307,9 @@ _RETURNED_HEADERS = re.compile(r"^(?:received: from |return-path: <|message-id: 
 
 # The lines a person's mail client writes above a message she forwards: nothing below is hers.
 FORWARD_MARKERS = (
-    r"-{2,} ?(?:forwarded message|továbbított (?:üzenet|levél)|weitergeleitete nachricht|message transféré"
+    r"-{2,80} ?(?:forwarded message|továbbított (?:üzenet|levél)|weitergeleitete nachricht|message transféré"
     r"|mensaje reenviado|messaggio inoltrato|mensagem encaminhada|doorgestuurd bericht|przekazana wiadomość"
-    r"|wiadomość przekazana dalej|přeposlaná zpráva) ?-{2,}",
+    r"|wiadomość przekazana dalej|přeposlaná zpráva) ?-{2,80}",
     r"begin forwarded message:", r"anfang der weitergeleiteten nachricht:", r"début du message réexpédié",
     r"továbbított üzenet kezdete:", r"inicio del mensaje reenviado:", r"inizio messaggio inoltrato:",
 )
