@@ -28,7 +28,7 @@ from mailbridge.errors import UnparseableMail
 from mailbridge.intake import headers as header_fields
 from mailbridge.intake.quotes import new_text
 from mailbridge.intake.reports import delivery_report
-from mailbridge.mail import DeliveryReport, Headers, ParsedMail, Part
+from mailbridge.mail import Headers, ParsedMail, Part
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 MAX_FILENAME = 150
