@@ -17,9 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
@@ -247,7 +244,9 @@ class Database:
         with self.session() as session:
             yield session.connection()
 
-    def _alembic(self, connection: sa.Connection) -> AlembicConfig:
+    def _alembic(self, connection: sa.Connection):  # type: ignore[no-untyped-def]
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", MIGRATIONS)
         cfg.attributes["connection"] = connection
@@ -274,6 +273,10 @@ class Database:
 
     def migrate(self) -> tuple[str | None, str]:
         """Brings the schema to the newest revision, creating the database first; returns (before, after)."""
+        # alembic (and the SQL dialects it loads) only here: every other command reads the
+        # revision itself (`pending_migrations`), and would pay ~100 ms to import it.
+        from alembic import command
+
         sqlite = self.engine.dialect.name == "sqlite"
         self._create_file()
         try:
@@ -287,9 +290,9 @@ class Database:
                     with connection.begin():
                         if self.coordinated:  # hosts starting together: one migrates, the others wait, then find it done
                             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-                        before = MigrationContext.configure(connection).get_current_revision()
+                        before = _schema_revision(connection)
                         command.upgrade(self._alembic(connection), "head")
-                        after = MigrationContext.configure(connection).get_current_revision()
+                        after = _schema_revision(connection)
                         if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
                             raise StorageError("database: migration failed: a foreign key no longer matches")
                 finally:
@@ -308,7 +311,7 @@ class Database:
             return True
         try:
             with self.engine.connect() as connection:
-                current = MigrationContext.configure(connection).get_current_revision()
+                current = _schema_revision(connection)
         except SQLAlchemyError as exc:  # unreachable server, full disk, unreadable file
             raise StorageError(f"database {self.where}: {_one_line(exc)}") from exc
         # Every command asks: a constant, not alembic reading each migration file (tens of ms).
@@ -340,6 +343,13 @@ class Database:
         for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if candidate.exists():
                 os.chmod(candidate, 0o600)
+
+
+def _schema_revision(connection: sa.Connection) -> str | None:
+    """The revision `init` left in alembic's version table; None before the first `init`."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _one_line(exc: BaseException) -> str:

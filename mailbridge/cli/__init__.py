@@ -5,6 +5,10 @@ the same for config errors and unknown IDs, always as one line on stderr.
 
 The commands live by audience: `tickets` (agents), `operations` (ops), `reports`
 (team leads), `gdpr` (data protection); this module is the group that holds them and `main()`.
+
+Agents and ops pay this module's imports on every command, `--help` too: each command
+imports the config model, database, mail and scheduler libraries it uses when it runs
+(tests/test_startup.py holds them to it; bench/startup.py measures it).
 """
 
 from __future__ import annotations
@@ -19,9 +23,6 @@ import click
 from mailbridge.cli import gdpr, operations, reports, tickets
 from mailbridge.cli.app import App
 from mailbridge.errors import ConfigError, MailbridgeError, UsageError, error_fields
-from mailbridge.logs import configure_logging, get_logger
-
-log = get_logger("mailbridge.cli")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,8 @@ log = get_logger("mailbridge.cli")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
     """mailbridge turns a support mailbox into a ticket system."""
+    from mailbridge.logs import configure_logging
+
     os.umask(0o077)  # everything we create holds customers' data: owner only
     configure_logging()
     ctx.obj = App(config)
@@ -82,10 +85,12 @@ def main(argv: Iterable[str] | None = None) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except Exception as exc:
+        from mailbridge.logs import get_logger
+
         # Last resort, for a fault no adapter turned into ours: one line for the user; the frames
         # go to the log at debug level for a bug report. Neither carries the message: a
         # library's message may quote an address or a line of someone's mail.
-        log.debug("cli.failed", error=type(exc).__name__, frames="".join(traceback.format_tb(exc.__traceback__)))
+        get_logger("mailbridge.cli").debug("cli.failed", error=type(exc).__name__, frames="".join(traceback.format_tb(exc.__traceback__)))
         where = error_fields(exc).get("raised_at", "")
         click.echo(f"mailbridge: unexpected {type(exc).__name__} at {where} "
                    "(logging.level = \"debug\" logs where it happened)", err=True)

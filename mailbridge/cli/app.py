@@ -1,17 +1,24 @@
 """What every command shares: the App (config and database, loaded on first use) and how
-arguments become our values (ticket IDs, row numbers, times)."""
+arguments become our values (ticket IDs, row numbers, times).
+
+Light on purpose: every command, `--help` too, imports this module, so the config model
+(pydantic), the database and logging libraries are imported where they are first used.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
 
-from mailbridge.config import Settings, config_path, load_settings
 from mailbridge.errors import MailbridgeError, UsageError
-from mailbridge.logs import configure_logging
 from mailbridge.ticket_ids import MAX_TICKET_NUMBER
+
+if TYPE_CHECKING:
+    from mailbridge.config import Settings
 
 # Row IDs and counts given on the command line: the tables' IDs are 32-bit on PostgreSQL,
 # and a bigger number (or 10**20, which no database takes) can name nothing.
@@ -30,9 +37,24 @@ class App:
         self._db = None
 
     @property
+    def config_file(self) -> Path:
+        """The config file this command reads (`--config`, $MAILBRIDGE_CONFIG or the default)."""
+        from mailbridge.config import config_path
+
+        return config_path(self.config)
+
+    def read_settings(self) -> Settings:
+        """The config file read and checked now (the daemon's reload reads it again)."""
+        from mailbridge.config import load_settings
+
+        return load_settings(self.config_file)
+
+    @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(config_path(self.config))
+            from mailbridge.logs import configure_logging
+
+            self._settings = self.read_settings()
             configure_logging(self._settings.logging.level, self._settings.logging.format)
         return self._settings
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from mailbridge.cli.app import ROW_NUMBER, App, clock_at, pass_app, parse_time
 from mailbridge.cli.output import table
-from mailbridge.config import Settings, config_path, load_settings
 from mailbridge.errors import MailbridgeError
-from mailbridge.logs import configure_logging
+
+if TYPE_CHECKING:
+    from mailbridge.config import Settings
 
 
 @click.command()
@@ -75,9 +77,10 @@ def run(app: App) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     from mailbridge.jobs import run_daemon
+    from mailbridge.logs import configure_logging
 
     configure_logging(app.settings.logging.level, app.settings.logging.format, stream=sys.stdout)
-    run_daemon(app.settings, app.ready_db(), reload=lambda: load_settings(config_path(app.config)), stopping=stopping)
+    run_daemon(app.settings, app.ready_db(), reload=app.read_settings, stopping=stopping)
 
 
 @click.command()
@@ -111,10 +114,11 @@ def sla() -> None:
 @pass_app
 def sla_deadline(app: App, recorded_at: str, explain: bool) -> None:
     """Print the acknowledgement deadline for a case recorded at ISO-TIME."""
+    from mailbridge.config import Settings
     from mailbridge.policy.deadline import explain_deadline
 
     # Works without a config file too (the defaults: Hungary, 2 working days).
-    given = app.config or os.environ.get("MAILBRIDGE_CONFIG") or config_path(None).exists()
+    given = app.config or os.environ.get("MAILBRIDGE_CONFIG") or app.config_file.exists()
     p = app.settings.policy if given else Settings().policy
     explanation = explain_deadline(parse_time(recorded_at, p.timezone), p.ack_business_days, p.timezone, p.country)
     click.echo(explanation.deadline.isoformat())
@@ -179,7 +183,7 @@ def db_copy(app: App, to: str) -> None:
     click.echo("verified: row counts equal in both databases")
     click.echo(f"attachments: the files stay in {app.settings.storage.path}; point every host's storage.path "
                "at that folder (a shared volume)")
-    click.echo(f"next: set database.url in {config_path(app.config)} to {report.target} (on every host)")
+    click.echo(f"next: set database.url in {app.config_file} to {report.target} (on every host)")
 
 
 @click.command()
@@ -190,7 +194,7 @@ def check(app: App) -> None:
     from mailbridge.intake.watch import mailbox_identity
 
     settings = app.settings  # a config error exits 2 before anything is tried
-    results: list[tuple[str, bool, str]] = [("config", True, str(config_path(app.config)))]
+    results: list[tuple[str, bool, str]] = [("config", True, str(app.config_file))]
     try:
         pending = app.db.pending_migrations()
         results.append(("database", not pending, "needs `mailbridge init`" if pending else "schema up to date"))

@@ -17,13 +17,18 @@ they are only ever read -- safe to share between scheduler threads.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as _utc_zone
 from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from holidays.registry import COUNTRIES
 
 __all__ = [
     "DeadlineExplanation",
@@ -66,12 +71,37 @@ def _language_for(country: str, wanted: str) -> str | None:
     return getattr(cls, "default_language", None)
 
 
+_COUNTRY_IMPORT = threading.Lock()  # scheduler threads may ask for a calendar at once
+
+
 @lru_cache(maxsize=None)
-def _country_class(country: str) -> type:
-    try:
-        return type(holidays.country_holidays(country, years=()))
-    except NotImplementedError as exc:
-        raise ValueError(f"unknown country code for holidays: {country!r}") from exc
+def _country_class(country: str) -> type[holidays.HolidayBase]:
+    """The library's class for `country` (a code such as "HU", or the class's name).
+
+    Any import of `holidays.countries.<name>` (`country_holidays()` and `holidays.HU` too)
+    runs the package `holidays.countries`, which imports all ~250 countries: ~60 ms each
+    time a command shows a deadline. The country's own module needs only the library's
+    core, so it is loaded alone, from the library's registry of modules and names.
+    """
+    module_name = next((m for m, names in COUNTRIES.items() if country in names), None)
+    if module_name is None:
+        raise ValueError(f"unknown country code for holidays: {country!r}")
+    qualified = f"holidays.countries.{module_name}"
+    with _COUNTRY_IMPORT:
+        module = sys.modules.get(qualified)
+        if module is None:
+            path = Path(holidays.__file__).with_name("countries") / f"{module_name}.py"
+            spec = importlib.util.spec_from_file_location(qualified, path)
+            if spec is None or spec.loader is None or not path.is_file():  # another layout: the library's way
+                return getattr(holidays, country).get_entity()
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[qualified] = module  # `import holidays.countries` later reuses it
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[qualified]
+                raise
+    return getattr(module, country)
 
 
 @lru_cache(maxsize=256)
@@ -83,9 +113,7 @@ def _calendar(country: str, year: int, language: str | None) -> holidays.Holiday
     worked for a day off in January); `weekend_workdays` then sits on the
     object of the year of the day off. Only dates of `year` are ever asked.
     """
-    return holidays.country_holidays(
-        country, years=(year - 1, year, year + 1), language=language, expand=False
-    )
+    return _country_class(country)(years=(year - 1, year, year + 1), language=language, expand=False)
 
 
 def _cal(country: str, day: date, language: str = _REASON_LANGUAGE) -> holidays.HolidayBase:
