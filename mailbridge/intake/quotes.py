@@ -48,13 +48,15 @@ _DASHED = re.compile(r"^[-_=*]{2,}(.{0,250}?)[-_=*]{2,}$")
 _RULE = re.compile(r"^[-_=*]{10,}$")  # Outlook's line of underscores above its header block
 _HAS_DATE_OR_ADDRESS = re.compile(r"[\d@]")
 _QUOTED = ">"
+# The Bat! and Outlook Express quote with the author's initials: "CS> …".
+_INITIALS = re.compile(r"[^\W\d_]{1,4}>")
 # The lines worth a closer look, found by two searches that start from a literal
 # (a pattern tried at every character cost as much as the rest of parsing): quoted,
 # dashed, starred or ruled lines and lines opening with a sender field (a header block
 # is found from its sender line, then read upwards to its start); and lines ending in
 # a colon (an attribution, or the second line of a wrapped one: the line above each
 # suspect is looked at too).
-_LINE_START = re.compile(r"\n[ \t]*(?:[>\-_=*]|(?:" + _alternation(SENDER_FIELDS) + r")[ \u00a0]?:)")
+_LINE_START = re.compile(r"\n[ \t]*(?:[>\-_=*]|[^\W\d_]{1,4}>|(?:" + _alternation(SENDER_FIELDS) + r")[ \u00a0]?:)")
 _LINE_END = re.compile(r"[:：][ \t]*\n")
 _COLON_END = re.compile(r":[ \t]*\n")  # the same, faster where no full-width colon occurs
 
@@ -70,10 +72,8 @@ def new_text(text: str) -> str:
     start, kind = _history_start(lines, 0, scanned, _suspects(text, length))
     if start is None:
         return _tidy(lines)
-    if kind == _QUOTED or _quoted_below(lines, start + kind_span(kind), scanned):
-        own = lines[:start] + _between_quotes(lines, start, scanned)
-    else:
-        own = lines[:start]
+    mark = _QUOTED if kind == _QUOTED else _quoted_below(lines, start + kind_span(kind), scanned)
+    own = lines[:start] + (_between_quotes(lines, start, scanned, mark) if mark else [])
     return _tidy(own)
 
 
@@ -110,7 +110,7 @@ def _history_start(lines: list[str], first: int, last: int, suspects: list[int] 
         line = lines[i].strip()
         if not line:
             continue
-        if line.startswith(_QUOTED):
+        if _mark(line) == _QUOTED:
             return i, _QUOTED
         head = line[:LINE_SCAN]
         if line.endswith(":") or line.endswith("：") or (head[0] in "-_=*" and head[-1:] in "-_=*"):
@@ -142,8 +142,10 @@ def _is_attribution(line: str) -> bool:
 def _wrapped_attribution(line: str, below: str) -> bool:
     """An attribution a client wrapped onto two lines. The first must read as its start
     (a date or an address, or cut inside one), not as the end of the author's own sentence."""
-    if not below or len(below) > LINE_SCAN or not below.endswith(":") or line.endswith((".", "!", "?")):
+    if not below or len(below) > LINE_SCAN or not below.endswith(":"):
         return False
+    if line.endswith((".", "!", "?")) and "@" not in line and not _VERB.search(line):
+        return False  # a sentence of the author's ("… 2026." is a date where an address or verb stands beside it)
     if not (any(c.isdigit() for c in line) or "@" in line or line.endswith(("<", "(", ",", "[", "&lt;"))):
         return False
     if any(c.isdigit() for c in below) and _is_attribution(below):
@@ -200,34 +202,43 @@ def _header_block_at(lines: list[str], i: int, last: int) -> bool:
 
 
 def _rule_above(lines: list[str], i: int) -> int:
-    """Outlook puts a line of underscores (or a blank line and one) above its header block."""
+    """Outlook puts a line of underscores above its header block, Zimbra a separator
+    ("----- Mail original -----"), maybe with a blank line between."""
     j = i - 1
     while j >= 0 and not lines[j].strip() and i - j <= 2:
         j -= 1
-    return j if j >= 0 and _RULE.match(lines[j].strip()) else i
+    return j if j >= 0 and (_RULE.match(lines[j].strip()) or _is_separator(lines[j].strip()[:LINE_SCAN])) else i
 
 
-def _quoted_below(lines: list[str], after: int, last: int) -> bool:
-    """Is the history under an introduction quoted with ">"?"""
+def _mark(line: str) -> str:
+    """How a (stripped) line is quoted: ">" (also "CS>"), "|" (some mutt setups), or ""."""
+    if line.startswith(">") or (line[:1].isalpha() and _INITIALS.match(line)):
+        return _QUOTED
+    return "|" if line.startswith("|") else ""
+
+
+def _quoted_below(lines: list[str], after: int, last: int) -> str:
+    """How the history under an introduction is quoted ("" if not line by line). A "|"
+    counts only here, under an introduction: elsewhere it is more likely a table."""
     for j in range(after, last):
         line = lines[j].strip()
         if line:
-            return line.startswith(_QUOTED)
-    return False
+            return _mark(line)
+    return ""
 
 
-def _between_quotes(lines: list[str], start: int, last: int) -> list[str]:
-    """The author's lines after and between ">" quotes, up to history not quoted with ">"."""
+def _between_quotes(lines: list[str], start: int, last: int, mark: str) -> list[str]:
+    """The author's lines after and between quotes marked `mark`, up to history quoted otherwise."""
     own: list[str] = []
     i = start
     while i < last:
         line = lines[i].strip()
-        if line.startswith(_QUOTED):
+        if line and _mark(line) == mark:
             i += 1
             continue
         found, kind = _history_start(lines, i, last, [i])
         if found is not None and kind != _QUOTED:
-            if _quoted_below(lines, i + kind_span(kind), last):
+            if _quoted_below(lines, i + kind_span(kind), last) == mark:
                 i += kind_span(kind)  # an introduction of the next ">" quote
                 continue
             break
@@ -239,6 +250,7 @@ def _between_quotes(lines: list[str], start: int, last: int) -> list[str]:
 def _tidy(lines: list[str]) -> str:
     """Without blank lines or a leftover rule at the end, nor blank lines at the start."""
     lines = [line.rstrip() for line in lines]
-    while lines and (not lines[-1].strip() or _RULE.match(lines[-1].strip())):
+    while lines and (not lines[-1].strip() or _RULE.match(lines[-1].strip())
+                     or _is_separator(lines[-1].strip()[:LINE_SCAN])):
         lines.pop()
     return "\n".join(lines).strip("\n").strip()

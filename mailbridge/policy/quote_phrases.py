@@ -21,17 +21,17 @@ Three kinds of introduction, as the common clients write them:
 from __future__ import annotations
 
 ATTRIBUTION_VERBS: dict[str, tuple[str, ...]] = {
-    "en": ("wrote", "writes", "has written"),
+    "en": ("wrote", "writes", "has written", "Quoting"),
     "hu": ("írta", "ezt írta", "írt"),
-    "de": ("schrieb", "geschrieben", "hat geschrieben", "schreibt"),
-    "fr": ("a écrit", "écrit", "ecrit", "a ecrit"),
+    "de": ("schrieb", "geschrieben", "hat geschrieben", "schreibt", "Zitat von"),
+    "fr": ("a écrit", "écrit", "ecrit", "a ecrit", "Citation de"),
     "es": ("escribió", "escribio", "ha escrito"),
     "it": ("ha scritto", "scritto", "scrisse"),
     "pt": ("escreveu", "escrito"),
     "nl": ("schreef", "het volgende geschreven", "geschreven"),
     "pl": ("napisał", "napisała", "napisał(a)", "pisze", "napisal"),
     "cs": ("napsal", "napsala", "napsal(a)", "napsali", "odeslal", "píše"),
-    "ru": ("написал", "написала", "написал(а)", "писал", "писала", "писал(а)", "пишет"),
+    "ru": ("написал", "написала", "написал(а)", "писал", "писала", "писал(а)", "писали", "пишет"),
     "fi": ("kirjoitti",),
     "sv": ("skrev",),
     "no": ("skrev", "skreiv"),
@@ -72,11 +72,11 @@ DATE_FIELDS: tuple[str, ...] = (
 
 SEPARATORS: dict[str, tuple[str, ...]] = {
     "en": ("Original Message", "Original message", "Forwarded message", "Begin forwarded message",
-           "Forwarded Message", "Reply message", "Original Email"),
+           "Forwarded Message", "Reply message", "Original Email", "Original Mail"),
     "hu": ("Eredeti üzenet", "Eredeti levél", "Továbbított üzenet", "Továbbított levél", "Eredeti Üzenet"),
     "de": ("Ursprüngliche Nachricht", "Originalnachricht", "Original-Nachricht", "Weitergeleitete Nachricht",
-           "Anfang der weitergeleiteten Nachricht", "Ursprüngliche Mitteilung"),
-    "fr": ("Message d'origine", "Message d’origine", "Message original", "Message transféré",
+           "Anfang der weitergeleiteten Nachricht", "Ursprüngliche Mitteilung", "Ursprüngliche Mail"),
+    "fr": ("Message d'origine", "Message d’origine", "Message original", "Mail original", "Message transféré",
            "Début du message réexpédié", "Début du message transféré"),
     "es": ("Mensaje original", "Mensaje reenviado", "Inicio del mensaje reenviado"),
     "it": ("Messaggio originale", "Messaggio inoltrato", "Inizio messaggio inoltrato"),
