@@ -9,12 +9,18 @@ the best wall time of each beside a bare `python -c pass`, with its ratio to it
 and the target (issue 16: `--help` and `--version` at most 4x, `tickets list
 --json` and `tickets show ID --json` at most 16x). The best run, not the mean:
 two cores are shared, and the best is what the command itself costs.
+
+The commands run with their bytecode cached (in the bench's own folder), as an
+installed package has it: pip compiles it at install. Where PYTHONDONTWRITEBYTECODE
+is set (this project's development machines set it), an editable install would
+otherwise compile every module of ours from source on every command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,18 +42,26 @@ def entry_point() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mailbridge.cli"]
 
 
-def best_of(commands: dict[str, list[str]], runs: int) -> dict[str, float]:
-    """Each command's best wall time; the commands take turns, so a busy moment on the
-    shared cores falls on all of them alike rather than on one."""
+def installed_environment(root: Path) -> dict[str, str]:
+    """This environment, with bytecode cached under `root` (see the module's docstring)."""
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    environment["PYTHONPYCACHEPREFIX"] = str(root / "bytecode")
+    return environment
+
+
+def best_of(commands: dict[str, list[str]], runs: int, environment: dict[str, str]) -> dict[str, float]:
+    """Each command's best wall time after one run that caches its bytecode; the commands
+    take turns, so a busy moment on the shared cores falls on all of them alike."""
     best = dict.fromkeys(commands, float("inf"))
-    for _ in range(runs):
+    for round_ in range(runs + 1):
         for label, command in commands.items():
             start = time.perf_counter()
-            result = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL)
+            result = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, env=environment)
             elapsed = time.perf_counter() - start
             if result.returncode:
                 raise SystemExit(f"{' '.join(command)} exited {result.returncode}:\n{result.stderr.decode()}")
-            best[label] = min(best[label], elapsed)
+            if round_:
+                best[label] = min(best[label], elapsed)
     return best
 
 
@@ -83,11 +97,11 @@ def main() -> None:
                 ("tickets list --json", [*mailbridge, "tickets", "list", "--json"], 16),
                 (f"tickets show {ticket_id} --json", [*mailbridge, "tickets", "show", ticket_id, "--json"], 16),
             ]
-            times = best_of({label: command for label, command, _ in cases}, args.runs)
+            times = best_of({label: command for label, command, _ in cases}, args.runs, installed_environment(root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     bare = times["python -c pass"]
-    print(f"start-up, best of {args.runs} runs each ({sys.executable}, SQLite, {args.tickets} tickets)")
+    print(f"start-up, best of {args.runs} runs each, bytecode cached ({sys.executable}, SQLite, {args.tickets} tickets)")
     for label, _, target in cases:
         ratio = times[label] / bare
         verdict = "" if target is None else f"  target <= {target}x: {'met' if ratio <= target else 'MISSED'}"

@@ -10,8 +10,6 @@ import logging
 import sys
 from typing import TextIO
 
-import structlog
-
 _FORBIDDEN = {"password", "token", "body", "text", "html", "raw", "sender", "email", "address", "subject"}
 
 
@@ -23,8 +21,28 @@ def _drop_personal_data(_logger, _method, event_dict):  # type: ignore[no-untype
     return event_dict
 
 
+# Asked for before structlog was imported: applied when the first logger is (a command that
+# logs nothing, such as `tickets list`, never pays structlog's import).
+_pending: tuple[str, str, TextIO] | None = None
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    stream = stream or sys.stderr
+    global _pending
+    _pending = (level, fmt, stream or sys.stderr)
+    # Libraries log through the standard module; keep their chatter out of our stream.
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+    logging.getLogger("imapclient").setLevel(logging.WARNING)
+    if "structlog" in sys.modules:  # loggers may exist already: they read the new set-up at once
+        _apply_pending()
+
+
+def _apply_pending() -> None:
+    global _pending
+    import structlog
+
+    if _pending is None:
+        return
+    (level, fmt, stream), _pending = _pending, None
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if use_json else structlog.dev.ConsoleRenderer(
         colors=stream.isatty()
@@ -41,10 +59,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries log through the standard module; keep their chatter out of our stream.
-    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
-    logging.getLogger("imapclient").setLevel(logging.WARNING)
 
 
 def get_logger(name: str = "mailbridge"):  # type: ignore[no-untyped-def]
+    import structlog
+
+    _apply_pending()
     return structlog.get_logger(name)
