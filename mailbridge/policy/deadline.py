@@ -9,8 +9,8 @@ Saturdays count, and the weekdays given off in exchange ("Day off
 (substituted from MM/DD/YYYY)", here called bridge days) do not.
 
 No clock and no I/O of our own: every instant is an argument. (Reading the
-tz database and the library's translation files on first use is the only
-file access, and it is cached.) Holiday objects are built once per
+tz database and the library's country module and translation files on first
+use is the only file access, and it is cached.) Holiday objects are built once per
 (country, year, language), with ``expand=False`` so that after construction
 they are only ever read -- safe to share between scheduler threads.
 """
