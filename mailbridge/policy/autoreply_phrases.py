@@ -302,7 +302,8 @@ _EXTRA_FOLDS = {
 }
 
 
-def _fold_accents(fragment: str) -> str:
+def fold_accents(fragment: str) -> str:
+    """A regex fragment that also matches the phrase typed without its accents."""
     out: list[str] = []
     for ch in fragment:
         if ch in _EXTRA_FOLDS:
@@ -323,7 +324,7 @@ _NOTICE_SEPARATOR = r"\s*[:|]|\s+[-/]|\s*[–—]|\s*[(\[]|\s*!|\s*\.?\s*$"
 
 
 def _compile(phrase: Phrase) -> re.Pattern[str]:
-    frag = _fold_accents(phrase.regex)
+    frag = fold_accents(phrase.regex)
     head = r"^\s*" + _FOREIGN_TICKET_TAG + r"(?P<open>[\[(]\s*)?(?P<phrase>" + frag + ")"
     closed = r"\s*[\])]"  # "[Auto-Reply] …", "(Out of office) …"
     if phrase.kind == PREFIX:
@@ -332,7 +333,7 @@ def _compile(phrase: Phrase) -> re.Pattern[str]:
         words = phrase.until or "|".join(_CONTINUATIONS[lang] for lang in phrase.langs)
         tail = (
             r"(?(open)" + closed + r"|(?:" + _NOTICE_SEPARATOR + r"|\s+\d"
-            + r"|\s+(?:" + _fold_accents(words) + r")(?![^\W\d_])))"
+            + r"|\s+(?:" + fold_accents(words) + r")(?![^\W\d_])))"
         )
     elif phrase.kind == STATEMENT:
         tail = r"(?(open)" + closed + r"|(?!\w))"

@@ -72,7 +72,8 @@ from dataclasses import dataclass
 
 from mailbridge.mail import Address, Part
 from mailbridge.policy.addresses import normalise_address
-from mailbridge.policy.autoreply_phrases import _fold_accents
+from mailbridge.policy.autoreply_phrases import fold_accents
+from mailbridge.policy.reply_prefixes import REPLY_PREFIX
 
 __all__ = [
     "BOUNCE", "AUTOMATIC", "SCAN_CHARS", "Notice", "read_notice", "failed_recipients",
@@ -314,12 +315,6 @@ FORWARD_MARKERS = (
     r"továbbított üzenet kezdete:", r"inicio del mensaje reenviado:", r"inizio messaggio inoltrato:",
 )
 
-# "Re:", "Fwd:" and their sisters: Outlook, Gmail, Thunderbird, Apple Mail in our languages.
-REPLY_PREFIXES = (
-    "re", "fw", "fwd", "aw", "wg", "vs", "vb", "sv", "vá", "továbbítás", "továbbítva", "továbbított",
-    "tr", "réf", "rv", "rif", "i", "r", "res", "enc", "odp", "pd", "př", "antw", "doorst", "vl",
-)
-
 # A text that opens with a greeting to a person ("Hello Anna,", "Tisztelt Ügyfélszolgálat!").
 GREETINGS = (
     r"hello", r"hi", r"hey", r"dear", r"good (?:morning|afternoon|evening|day)", r"tisztelt", r"kedves", r"szia",
@@ -344,16 +339,14 @@ GREETED_ROLES = (
 def _words(fragment: str) -> str:
     # One space in a phrase stands for any run of blanks or one line break between the words,
     # bounded: folded lines in a notice must not let a pattern run away.
-    return _fold_accents(fragment).replace(" ", r"[ \t]{0,8}\n?[ \t]{0,8}")
+    return fold_accents(fragment).replace(" ", r"[ \t]{0,8}\n?[ \t]{0,8}")
 
 
 _MAILER_DAEMON = frozenset(MAILER_DAEMON_LOCAL_PARTS)
 _SYSTEM_LOCAL = frozenset(DELIVERY_SYSTEM_LOCAL_PARTS)
 _NO_REPLY = frozenset(NO_REPLY_LOCAL_PARTS)
 _GATEWAY_LABELS = frozenset(GATEWAY_HOST_LABELS)
-_SYSTEM_NAME = re.compile(r"(?:" + "|".join(_fold_accents(n) for n in DELIVERY_SYSTEM_NAMES) + r")\Z")
-_REPLY = re.compile(r"^[ \t]*(?:" + "|".join(re.escape(p) for p in dict.fromkeys(REPLY_PREFIXES))
-                    + r")(?:\[\d{1,3}\])?[ \t]{0,3}:", re.IGNORECASE)
+_SYSTEM_NAME = re.compile(r"(?:" + "|".join(fold_accents(n) for n in DELIVERY_SYSTEM_NAMES) + r")\Z")
 # A subject may open with "[", "(", "*" or a gateway's bracketed tag ("[SPAM] ", "***VIRUS*** ").
 _SUBJECT_OPENING = r"^[ \t]{0,8}(?:\[[^\]\n]{0,40}\][ \t]{0,8}|\*{1,3}[^*\n]{0,30}\*{1,3}[ \t]{0,8})?[\[(*]{0,3}[ \t]{0,3}"
 # One alternation per kind: this runs on every mail, and one match beats 119 (18 µs to 2 µs a mail).
@@ -365,8 +358,8 @@ _BLOCK = re.compile("|".join(_words(p) for p in FAILED_BLOCK_HEADERS))
 _ORIGINAL = re.compile("|".join(_words(p) for p in ORIGINAL_SEPARATORS))
 _FORWARD = re.compile(r"^[ \t>]{0,8}(?:" + "|".join(_words(p) for p in FORWARD_MARKERS) + ")", re.MULTILINE)
 _GREETING = re.compile(
-    r"(?:" + "|".join(_fold_accents(g) for g in GREETINGS) + r")(?![^\W\d_])(?![ \t]{0,3}(?:"
-    + "|".join(_fold_accents(r) for r in GREETED_ROLES) + r")(?![^\W\d_]))[ \t]{0,3}(?:[,!]|[^\W\d_]|\Z)")
+    r"(?:" + "|".join(fold_accents(g) for g in GREETINGS) + r")(?![^\W\d_])(?![ \t]{0,3}(?:"
+    + "|".join(fold_accents(r) for r in GREETED_ROLES) + r")(?![^\W\d_]))[ \t]{0,3}(?:[,!]|[^\W\d_]|\Z)")
 # An SMTP reply code where a delivery system quotes one: "550 5.1.1", "#5.1.1", "smtp;550",
 # "Status: 5.2.2", "said: 554", "(5.7.1)".
 _STATUS_CODE = re.compile(
@@ -408,13 +401,13 @@ def is_mailer_daemon(email: str) -> bool:
 
 
 def has_reply_prefix(subject: str) -> bool:
-    return bool(_REPLY.match(subject or ""))
+    return bool(REPLY_PREFIX.match(subject or ""))
 
 
 def bounce_subject(subject: str) -> str:
     """BOUNCE or AUTOMATIC when the subject opens with a delivery system's or gateway's words, else ""."""
     text = (subject or "")[:300].lower()
-    if not text or _REPLY.match(text):
+    if not text or REPLY_PREFIX.match(text):
         return ""
     return next((kind for kind, pattern in _SUBJECTS if pattern.match(text)), "")
 

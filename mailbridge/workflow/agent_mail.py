@@ -16,7 +16,6 @@ on PostgreSQL, so two hosts taking in two forged mails tell her once.
 from __future__ import annotations
 
 import email.policy
-import re
 import zlib
 from collections import Counter
 from datetime import timedelta, timezone
@@ -34,6 +33,7 @@ from mailbridge.outbox.context import ticket_context
 from mailbridge.outbox.queue import queue_mail, render_mail
 from mailbridge.policy.authenticity import topmost_authserv_id
 from mailbridge.policy.commands import DESK_HELP, CommandProblem, DeskCommand
+from mailbridge.policy.reply_prefixes import strip_reply_prefixes
 from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.workflow.desk import digest_for, digest_mail
 from mailbridge.workflow.tickets import NewTicket, StoredFile, TicketBook
@@ -78,12 +78,9 @@ def act_on_desk_command(book: TicketBook, mail: ParsedMail, command: DeskCommand
     return OutcomeKind.AGENT_OPENED, opened
 
 
-_PREFIXES = re.compile(r"^(?:\s*(?:re|fwd?|aw|vs|tov[aá]bb[ií]tva)\s*:)+\s*", re.IGNORECASE)
-
-
 def _subject(subject: str) -> str:
     """The ticket's subject from the agent's mail: her client's Re:/Fwd: prefixes go."""
-    return _PREFIXES.sub("", subject).strip()
+    return strip_reply_prefixes(subject)
 
 
 def tell_command_failed(book: TicketBook, agent: str, problems: list[CommandProblem], ticket_id: int | None,
