@@ -157,6 +157,11 @@ def test_going_live_on_a_mailbox_with_history_acknowledges_only_the_new_mail(mai
     notices = to(smtp_sink, "kiss.anna@crossec.com")
     assert sorted(re.search(r"CRX-\d+", m["Subject"]).group() for m in notices
                   if "CRX" in m["Subject"]) == ["CRX-000001", "CRX-000002", "CRX-000003"]
+    # ... and the notice of an old one says the customer was not acknowledged, the new one's gives its deadline.
+    said = {re.search(r"CRX-\d+", m["Subject"]).group(): m.get_content() for m in notices
+            if "New ticket" in m["Subject"] or "Új" in m["Subject"]}
+    assert "acknowledge_since" in said[tickets["old1@example.hu"]["id"]]
+    assert "acknowledge_since" not in said[tickets["new@example.hu"]["id"]]
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-13-01", "1.12.2026"])
