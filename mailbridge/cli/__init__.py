@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import click
 
+from mailbridge import __version__
 from mailbridge.cli import gdpr, operations, reports, tickets
 from mailbridge.cli.app import App
 from mailbridge.errors import ConfigError, MailbridgeError, UsageError, error_fields
@@ -27,7 +28,7 @@ from mailbridge.errors import ConfigError, MailbridgeError, UsageError, error_fi
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", metavar="PATH", help="TOML config (default: $MAILBRIDGE_CONFIG or /etc/mailbridge/mailbridge.toml)")
-@click.version_option(package_name="mailbridge")
+@click.version_option(version=__version__, prog_name="mailbridge")  # the distribution (crossec-mailbridge) takes its version from here too
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
     """mailbridge turns a support mailbox into a ticket system."""

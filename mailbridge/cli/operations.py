@@ -286,6 +286,9 @@ def _one_line(exc: BaseException) -> str:
 @click.pass_context
 def demo(ctx: click.Context, keep: bool) -> None:
     """Start a local IMAP and SMTP server, feed sample mail, show the tickets."""
+    from mailbridge.demo import require_servers
+
+    require_servers()  # the `demo` extra: not every installation has the servers
     from mailbridge.demo.run import run_demo
 
     cli = ctx.find_root().command  # the whole command line, which imports this module
