@@ -16,7 +16,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from mailbridge.errors import ConfigError
 from mailbridge.vocabulary import AREAS, CATEGORIES
@@ -44,19 +45,33 @@ def _credential_path(path: str) -> Path:
 
 
 def _read_secret_file(path: str, key: str) -> str:
-    """Reads a `*_file` secret; relative paths resolve in systemd's credentials folder."""
-    p = _credential_path(path)
+    """Reads a `*_file` secret (its path already fixed to the credentials folder)."""
     try:
-        return p.read_text(encoding="utf-8").strip()
+        return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(f"cannot read {key} {str(p)!r}: {exc.strerror}") from None
+        raise ConfigError(f"{key}: cannot read {path!r}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {path!r} is not UTF-8 text") from None
 
 
-def _password(in_file: str, password_file: str | None, env_name: str) -> str:
-    """password_file beats the environment, which beats the config file itself."""
-    if password_file:
-        return _read_secret_file(password_file, "password_file")
-    return os.environ.get(env_name) or in_file
+class LoginSecret:
+    """The password of a mail server, read when connecting (`login_password()`), not on load:
+    commands that talk to no mail server (`tickets list`, …) need no secret they cannot read.
+
+    password_file beats the environment, which beats the config file itself.
+    """
+
+    def _fix_secret(self, env_name: str | None) -> None:
+        if self.password_file:  # type: ignore[attr-defined]
+            # Fixed to $CREDENTIALS_DIRECTORY now, as systemd sets it for the process that loads.
+            self.password_file = str(_credential_path(self.password_file))  # type: ignore[attr-defined]
+        elif env_name:
+            self.password = os.environ.get(env_name) or self.password  # type: ignore[attr-defined]
+
+    def login_password(self) -> str:
+        if self.password_file:  # type: ignore[attr-defined]
+            return _read_secret_file(self.password_file, f"{self._section}.password_file")  # type: ignore
+        return self.password  # type: ignore[attr-defined]
 
 
 def _check_oauth(section: "ImapSettings | SmtpSettings") -> None:
@@ -78,7 +93,8 @@ def _check_oauth(section: "ImapSettings | SmtpSettings") -> None:
         section.token_file = str(_credential_path(section.token_file))
 
 
-class ImapSettings(Section):
+class ImapSettings(LoginSecret, Section):
+    _section: str = PrivateAttr("imap")  # the key an unreadable password_file is named by
     host: str = "localhost"
     port: int = Field(993, ge=1, le=65535)
     tls: bool = True
@@ -100,7 +116,7 @@ class ImapSettings(Section):
 
     @model_validator(mode="after")
     def _secret(self) -> "ImapSettings":
-        self.password = _password(self.password, self.password_file, "MAILBRIDGE_IMAP_PASSWORD")
+        self._fix_secret("MAILBRIDGE_IMAP_PASSWORD")
         _check_oauth(self)
         return self
 
@@ -115,8 +131,8 @@ class MailboxSettings(ImapSettings):
     @model_validator(mode="after")
     def _secret(self) -> "MailboxSettings":
         # Not MAILBRIDGE_IMAP_PASSWORD: one variable cannot be every mailbox's password.
-        if self.password_file:
-            self.password = _read_secret_file(self.password_file, "password_file")
+        self._fix_secret(None)
+        self._section = f"mailboxes[{self.name}]"
         _check_oauth(self)
         return self
 
@@ -129,7 +145,8 @@ class MailboxSettings(ImapSettings):
         return self
 
 
-class SmtpSettings(Section):
+class SmtpSettings(LoginSecret, Section):
+    _section: str = PrivateAttr("smtp")
     host: str = "localhost"
     port: int = Field(587, ge=1, le=65535)
     starttls: bool = True
@@ -146,7 +163,7 @@ class SmtpSettings(Section):
 
     @model_validator(mode="after")
     def _secret(self) -> "SmtpSettings":
-        self.password = _password(self.password, self.password_file, "MAILBRIDGE_SMTP_PASSWORD")
+        self._fix_secret("MAILBRIDGE_SMTP_PASSWORD")
         if self.tls and self.starttls:
             raise ValueError("tls and starttls are exclusive: tls is SMTPS (port 465), starttls upgrades port 587")
         _check_oauth(self)
@@ -394,7 +411,9 @@ class Settings(Section):
         """The mailboxes to take mail in from: `[[mailboxes]]`, or `[imap]` alone as "default"."""
         if self.mailboxes:
             return list(self.mailboxes)
-        return [MailboxSettings(name="default", **self.imap.model_dump(exclude={"password_file"}))]
+        default = MailboxSettings(name="default", **self.imap.model_dump())
+        default._section = "imap"
+        return [default]
 
     @property
     def own_addresses(self) -> frozenset[str]:

@@ -76,12 +76,13 @@ def test_secrets_come_from_env_or_file(tmp_path, monkeypatch):
     config.write_text(f"[imap]\npassword_file = '{secret}'\n[smtp]\nusername = 'x'\n")
     monkeypatch.setenv("MAILBRIDGE_SMTP_PASSWORD", "from-env")
     settings = load_settings(config)
-    assert settings.imap.password == "from-file"
-    assert settings.smtp.password == "from-env"
+    assert settings.imap.login_password() == "from-file"  # read when logging in, not on load
+    assert settings.smtp.login_password() == "from-env"
     assert "from-file" not in repr(settings)  # secrets stay out of reprs and logs
     config.write_text("[imap]\npassword_file = '/nonexistent/secret'\n")
-    with pytest.raises(ConfigError, match="imap: cannot read password_file"):
-        load_settings(config)
+    settings = load_settings(config)  # commands that log in nowhere need not read it
+    with pytest.raises(ConfigError, match="imap.password_file: cannot read '/nonexistent/secret'"):
+        settings.intake_mailboxes[0].login_password()
 
 
 def test_unknown_ticket_id_and_bad_choice_are_usage_errors(tmp_path):

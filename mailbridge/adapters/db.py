@@ -254,9 +254,15 @@ class Database:
 
     @property
     def where(self) -> str:
-        """The database for people: the SQLite file, or the URL without its password."""
+        """The database for people: the SQLite file (absolute: SQLite takes a relative one from the
+        working folder, which is a surprise worth naming), or the URL without its password."""
         path = _sqlite_file(self.engine.url)
-        return str(path) if path is not None else self.engine.url.render_as_string(hide_password=True)
+        return str(path.absolute()) if path is not None else self.engine.url.render_as_string(hide_password=True)
+
+    def missing(self) -> bool:
+        """A SQLite file `init` has not made yet (a server's database is never missing here)."""
+        path = _sqlite_file(self.engine.url)
+        return path is not None and not path.exists()
 
     def _create_file(self) -> None:
         """The SQLite file and its folder, owner only; a path that cannot be one names itself."""

@@ -47,12 +47,13 @@ class ImapConnection:
 
     def open(self) -> "ImapConnection":
         s = self.settings
+        password = s.login_password() if s.auth == "password" else ""  # read now: no command before needs it
         self._connect()
         if s.auth == "xoauth2":
             self._login_xoauth2()
             return self
         try:
-            self.client.login(s.username, s.password)
+            self.client.login(s.username, password)
         except _FAILURES as exc:
             self.close()
             raise _fail(f"login as {s.username!r} refused by {s.host}:{s.port}", exc) from None

@@ -69,10 +69,11 @@ class SmtpConnection:
         if s.auth == "xoauth2":
             self._enter_xoauth2()
             return self
+        password = s.login_password() if s.username else ""  # read now: no command before needs it
         try:
             self._connect()
             if s.username:
-                self.smtp.login(s.username, s.password)
+                self.smtp.login(s.username, password)
         except (smtplib.SMTPException, OSError, socket.timeout) as exc:
             self.close()
             raise _error(f"cannot reach {s.host}:{s.port}", exc) from None

@@ -69,6 +69,11 @@ class App:
     def ready_db(self):  # type: ignore[no-untyped-def]
         """The database, refusing to run on a schema `init` has not brought up to date."""
         db = self.db
+        if db.missing():
+            relative = "" if (db.engine.url.database or "").startswith("/") else (
+                " (database.url gives a path relative to the working folder; an absolute one takes four "
+                "slashes: sqlite:////var/lib/mailbridge/mailbridge.db)")
+            raise MailbridgeError(f"database {db.where} does not exist yet: run `mailbridge init` first{relative}")
         if db.pending_migrations():
             raise MailbridgeError(f"database {db.where} is not initialised or not up to date: "
                                   "run `mailbridge init` first")

@@ -26,7 +26,8 @@ def init(app: App) -> None:
     from mailbridge.adapters.imap import imap_session
 
     before, after = app.db.migrate()
-    click.echo(f"database: {'created' if before is None else 'migrated' if before != after else 'up to date'} (schema {after})")
+    click.echo(f"database: {'created' if before is None else 'migrated' if before != after else 'up to date'} "
+               f"{app.db.where} (schema {after})")
     AttachmentStore(app.settings.storage.path).ensure()
     click.echo(f"storage: {app.settings.storage.path}")
     boxes = app.settings.intake_mailboxes
@@ -79,6 +80,14 @@ def run(app: App) -> None:
     from mailbridge.jobs import run_daemon
     from mailbridge.logs import configure_logging
 
+    settings = app.settings
+    # The daemon logs in at once and for good: a secret it cannot read is a config error now
+    # (exit 2, systemd's unit log), not a retried outage (other commands read it when they log in).
+    for box in settings.intake_mailboxes:
+        if box.auth == "password":
+            box.login_password()
+    if settings.smtp.username and settings.smtp.auth == "password":
+        settings.smtp.login_password()
     configure_logging(app.settings.logging.level, app.settings.logging.format, stream=sys.stdout)
     run_daemon(app.settings, app.ready_db(), reload=app.read_settings, stopping=stopping)
 
@@ -196,8 +205,10 @@ def check(app: App) -> None:
     settings = app.settings  # a config error exits 2 before anything is tried
     results: list[tuple[str, bool, str]] = [("config", True, str(app.config_file))]
     try:
-        pending = app.db.pending_migrations()
-        results.append(("database", not pending, "needs `mailbridge init`" if pending else "schema up to date"))
+        missing = app.db.missing()
+        pending = missing or app.db.pending_migrations()
+        results.append(("database", not pending, f"needs `mailbridge init` ({app.db.where} does not exist yet)"
+                        if missing else "needs `mailbridge init`" if pending else "schema up to date"))
     except Exception as exc:  # check reports; it must not crash on what it checks
         results.append(("database", False, _one_line(exc)))
     boxes = settings.intake_mailboxes
@@ -264,13 +275,15 @@ def _check_agent_auth(app: App) -> tuple[str, bool, str]:
 def _check_smtp(settings: Settings) -> tuple[str, bool, str]:
     """Connects and authenticates exactly as the sender does (password or XOAUTH2)."""
     from mailbridge.adapters.smtp import SmtpConnection
-    from mailbridge.errors import SmtpError
+    from mailbridge.errors import ConfigError, SmtpError
 
     s = settings.smtp
     try:
         with SmtpConnection(s):
             pass
         return ("smtp", True, f"{s.host}:{s.port} ok")
+    except ConfigError as exc:  # an unreadable smtp.password_file
+        return ("smtp", False, _one_line(exc))
     except SmtpError as exc:
         hint = " (set smtp.starttls = false for a plain local relay)" if "STARTTLS" in str(exc).upper() else ""
         return ("smtp", False, f"{_one_line(exc)}{hint}")
