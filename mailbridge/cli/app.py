@@ -7,6 +7,7 @@ Light on purpose: every command, `--help` too, imports this module, so the confi
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,8 +32,9 @@ EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
 class App:
     """What every command needs, loaded on first use (so `--help` needs no config)."""
 
-    def __init__(self, config: str | None):
+    def __init__(self, config: str | None, verbose: int = 0):
         self.config = config
+        self.verbose = verbose  # -v, -vv: a command's info or debug logs on a terminal too
         self._settings: Settings | None = None
         self._db = None
 
@@ -52,10 +54,11 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from mailbridge.logs import configure_logging
+            from mailbridge.logs import command_level, configure_logging
 
             self._settings = self.read_settings()
-            configure_logging(self._settings.logging.level, self._settings.logging.format)
+            level = command_level(self._settings.logging.level, self.verbose, sys.stderr)
+            configure_logging(level, self._settings.logging.format)
         return self._settings
 
     @property
@@ -66,14 +69,19 @@ class App:
             self._db = Database(self.settings.database.url)
         return self._db
 
-    def ready_db(self):  # type: ignore[no-untyped-def]
-        """The database, refusing to run on a schema `init` has not brought up to date."""
+    def existing_db(self):  # type: ignore[no-untyped-def]
+        """The database, refusing a SQLite file that `init` has not made (and making none)."""
         db = self.db
         if db.missing():
             relative = "" if (db.engine.url.database or "").startswith("/") else (
                 " (database.url gives a path relative to the working folder; an absolute one takes four "
                 "slashes: sqlite:////var/lib/mailbridge/mailbridge.db)")
             raise MailbridgeError(f"database {db.where} does not exist yet: run `mailbridge init` first{relative}")
+        return db
+
+    def ready_db(self):  # type: ignore[no-untyped-def]
+        """The database, refusing to run on a schema `init` has not brought up to date."""
+        db = self.existing_db()
         if db.pending_migrations():
             raise MailbridgeError(f"database {db.where} is not initialised or not up to date: "
                                   "run `mailbridge init` first")
