@@ -20,7 +20,7 @@ from corpus.make_corpus import LVL_ATTACHMENT, LVL_MESSAGE, _tnef_attr, make_pdf
 from factory import simple_mail
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
-from mailbridge.intake.parse import new_text_of, parse_mail, sanitize_filename
+from mailbridge.intake.parse import html_to_text, new_text_of, parse_mail, sanitize_filename
 from mailbridge.intake.pipeline import ParseWorkers
 from mailbridge.intake.prepare import PrepareOptions, Unreadable, prepare_mail
 
@@ -324,3 +324,29 @@ def test_a_40_mb_text_body_is_taken_in_within_250_mb_and_cut_for_the_ticket(mail
     # The raw copy stays whole.
     [(size, data)] = _read(bridge, f"select size, data from raw_message where size = {len(raw)}")
     assert hashlib.sha256(zlib.decompress(data)).hexdigest() == hashlib.sha256(raw).hexdigest()
+
+
+# Quadratic in html2text's parser before (unclosed tags re-read to the end each time):
+# "<div" * 130 000 (520 kB) took 170 s, these 200 kB about 25 s each.
+CRAFTED_HTML = {
+    "unclosed-divs": "<div" * 50_000,
+    "lone-brackets": "<" * 200_000,
+    "unclosed-comments": "<!--" * 50_000,
+    "div-attributes": ("<div " + "a" * 999) * 200,
+    "breaks-in-divs": ("<div>x<br " + "b" * 199) * 1_000,
+}
+
+
+def test_html_rendering_takes_linear_time_on_crafted_markup():
+    started = time.monotonic()
+    for markup in CRAFTED_HTML.values():
+        html_to_text(markup)
+    # Generous: the first alone took about 25 s before.
+    assert time.monotonic() - started < 20
+
+
+def test_html_divs_read_as_lines_as_a_browser_shows_them():
+    # Tuta, Gmail and Outlook on the web write a <div> a line and <div><br></div> for an empty one.
+    html = "<div>Hej,<br></div><div><br></div><div>Tak for hjælpen.<br></div><div><br></div><div>Mvh<br></div><div>Mette</div>"
+    assert html_to_text(html) == "Hej,\n\nTak for hjælpen.\n\nMvh\nMette"
+    assert html_to_text("<p>1 < 2 and <b>bold</b></p>") == "1 < 2 and bold"

@@ -134,11 +134,36 @@ def html_to_text(html: str) -> str:
     return text + _cut_note(left_out)
 
 
+# Mail editors (Gmail, Outlook on the web, Apple Mail, Tuta…) write one <div> a line and
+# <div><br></div> for an empty one; html2text reads a div as a paragraph, which put a blank
+# line between every two lines of the customer's text. Read divs as a browser shows them.
+# Attributes are read up to the next "<" too: a run of "<div<div<div…" costs one pass.
+_EMPTY_DIV = re.compile(r"<div\b[^<>]{0,1000}>[ \t\r\n]{0,20}<br\b[^<>]{0,200}>[ \t\r\n]{0,20}</div>", re.IGNORECASE)
+_BREAK_ENDING_DIV = re.compile(r"<br\b[^<>]{0,200}>[ \t\r\n]{0,20}</div>", re.IGNORECASE)
+_DIV_END = re.compile(r"</div[ \t\r\n]{0,20}>", re.IGNORECASE)
+_DIV_START = re.compile(r"<div\b[^<>]{0,1000}>", re.IGNORECASE)
+
+
+# A "<" whose tag is not closed before the next "<" ("<div<div<div…") made html2text's parser
+# quadratic (520 kB took 170 s); as text it is what a browser shows anyway.
+_UNCLOSED_TAG = re.compile(r"<(?=[^<>]*(?:<|\Z))")
+
+
+def _divs_as_lines(html: str) -> str:
+    if "<div" not in html and "<DIV" not in html:
+        return html
+    html = _EMPTY_DIV.sub("<br>", html)
+    html = _BREAK_ENDING_DIV.sub("</div>", html)
+    return _DIV_START.sub("", _DIV_END.sub("<br>", html))
+
+
 def _text_of_html(html: str) -> tuple[str, int]:
     """A text rendering of the HTML, and how many bytes of it were left out."""
     shown = html[:MAX_HTML_TO_TEXT]
     try:
-        text = _html.handle(shown).strip()
+        # Without the two spaces html2text ends a line with for a Markdown hard break.
+        readable = _divs_as_lines(_UNCLOSED_TAG.sub("&lt;", shown))
+        text = "\n".join(line.rstrip() for line in _html.handle(readable).split("\n")).strip()
     except Exception:  # html2text on hostile markup: fall back to stripping tags
         text = re.sub(r"<[^>]+>", " ", shown).strip()
     return text, (len(html.encode()) - len(shown.encode()) if len(html) > len(shown) else 0)
