@@ -117,6 +117,58 @@ def insert_statement(table: sa.Table) -> sa.Insert:
     return _INSERT_STATEMENTS[table.name]
 
 
+class RowKeys:
+    """Primary keys handed out before their rows are written, so a batch's rows can go in
+    one statement per table and still refer to each other.
+
+    SQLite: the next ID of each table is read once (every write transaction holds the
+    write lock from its BEGIN IMMEDIATE, so nobody else takes it); they are the IDs SQLite
+    would have given, AUTOINCREMENT's remembered ones included. `forget` after rows went in
+    some other way. PostgreSQL: from the tables' sequences, as a default would take them:
+    a ticket's one at a time (ticket numbers are seen, and a spare one would be a gap),
+    the others `BLOCK` at a time (a spare one is an unused number nobody sees)."""
+
+    BLOCK = 100
+    ONE_AT_A_TIME = frozenset({"ticket"})
+
+    def __init__(self, conn: sa.Connection, tables: Sequence[sa.Table]):
+        self.conn = conn
+        self.tables = [t.name for t in tables]
+        self.sqlite = conn.dialect.name == "sqlite"
+        self._next: dict[str, int] = {}
+        self._spare: dict[str, list[int]] = {}
+
+    def next(self, table: sa.Table) -> int:
+        if self.sqlite:
+            if not self._next:
+                self._read_sqlite()
+            key = self._next[table.name]
+            self._next[table.name] = key + 1
+            return key
+        spare = self._spare.setdefault(table.name, [])
+        if not spare:
+            count = 1 if table.name in self.ONE_AT_A_TIME else self.BLOCK
+            spare.extend(reversed(self.conn.execute(_NEXTVAL, {"table": table.name, "count": count}).scalars().all()))
+        return spare.pop()
+
+    def forget(self) -> None:
+        """Rows went in without a key from here: read the next ones again when asked (SQLite)."""
+        self._next.clear()
+
+    def _read_sqlite(self) -> None:
+        # One statement for every table: the largest ID, and what AUTOINCREMENT remembers
+        # (sqlite_sequence exists: the ticket table is AUTOINCREMENT).
+        columns = ", ".join(f"(SELECT max(id) FROM {name}), (SELECT seq FROM sqlite_sequence WHERE name = '{name}')"
+                            for name in self.tables)
+        row = self.conn.execute(sa.text(f"SELECT {columns}")).one()
+        for i, name in enumerate(self.tables):
+            self._next[name] = max(row[2 * i] or 0, row[2 * i + 1] or 0) + 1
+
+
+# The sequence a SERIAL column's default takes from, asked by name (PostgreSQL).
+_NEXTVAL = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)")
+
+
 def coordinated(engine: sa.Engine) -> bool:
     """Several hosts may share this database (PostgreSQL): claim rows and locks before acting."""
     return engine.dialect.name == "postgresql"
@@ -216,6 +268,12 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+        # Statements sent to the database so far (an executemany counts once): the poll logs it.
+        self.statements = 0
+        event.listen(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args: object) -> None:
+        self.statements += 1
 
     def poller_lock(self, identity: str) -> PollerLock:
         return PollerLock(self.engine, identity)

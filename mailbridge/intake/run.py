@@ -99,6 +99,7 @@ class Intake:
     def poll(self, imap: ImapConnection, mover: ImapConnection | None = None) -> PollReport:
         """One pass over new mail. `mover` is a second connection, so moves don't wait on fetches."""
         s, mover, report = self.box, mover or imap, PollReport()
+        statements = self.db.statements
         self._sweep_staged_files()
         state = imap.select(s.folder)
         if mover is not imap:
@@ -124,7 +125,7 @@ class Intake:
         report.fetched, report.waited_fetch, report.waited_prepare = read.fetched, read.waited_fetch, read.waited_prepare
 
         log.info("intake.polled", folder=s.folder, fetched=report.fetched, moved=report.moved, **report.outcomes,
-                 **report.timings())
+                 **report.timings(), statements=self.db.statements - statements)
         for outcome, count in report.outcomes.items():
             metrics.MAILS.labels(self.mailbox, outcome).inc(count)
         metrics.record_poll(self.settings.storage.path, self.mailbox, self.clock())

@@ -11,11 +11,13 @@ steps as a first read (`store_again`), into the rows it has: its message row
 is filled in, and the ticket opened for it becomes the mail's ticket or leads
 to the one it belongs to.
 
-Speed: what a batch needs to look up (intake log, copies, threads, tickets,
-reporters) is read with one query each before the first mail, then kept up
-to date as the batch writes; rows go in with SQLAlchemy Core, and rows
-nothing refers to (events, participants, attachments, intake log) in one
-executemany per table at the end.
+Speed: what a batch needs to look up (intake log, copies, threads, the tickets
+it names and their people, reporters) is read with one query each before the
+first mail, then kept up to date as the batch writes. The rows are held by a
+buffered TicketBook, their keys handed out ahead, and go in at the end in one
+multi-row statement per table: a batch costs a handful of statements whatever
+its size. Mail that acts on tickets (agents', divisions', bounces, rejected
+files) runs its workflow code in `book.immediate()`, after what is held.
 """
 
 from __future__ import annotations
@@ -127,10 +129,21 @@ class _Logged:
     state: str
 
 
+@dataclass
+class _KnownTicket:
+    """What a reply needs of its ticket, read once per batch (or made by it), kept current."""
+
+    status: str
+    resolved_at: datetime | None
+    reporter: str  # the reporter's address ("" if none)
+    people: set[str]  # its participants' addresses
+
+
 class MailStore:
     """Writes one batch; also the thread stage's TicketIndex for that batch."""
 
-    def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]] = ()):
+    def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]] = (),
+                 buffered: bool = True):
         self.session = session
         self.conn = session.connection()
         self.ctx = ctx
@@ -144,8 +157,12 @@ class MailStore:
         self.tickets: set[int] = set()
         self.merged: dict[int, int] = {}
         self.raw_ids: dict[str, int] = {}
+        self.known: dict[int, _KnownTicket] = {}
+        self._intake_changes: list[dict] = []
+        self._notices: list[tuple[int, str, str]] = []  # (ticket, kind, text) for its assignee, at finish
+        self._held_raw_bytes = 0
         # Opening tickets and acting on them is the workflow's; the store records mail.
-        self.book = TicketBook(self.conn, ctx.settings, ctx.now, ctx.renderer)
+        self.book = TicketBook(self.conn, ctx.settings, ctx.now, ctx.renderer, buffered=buffered)
         self._prefetch(batch)
 
     # --- the batch's lookups, read once -------------------------------------
@@ -178,12 +195,8 @@ class MailStore:
                 .order_by(T_MESSAGE.c.id.desc())  # the oldest message of an ID wins
             ):
                 self.threads[row.message_id] = row.ticket_id
-        numbers = sorted({n for m in mails if (n := find_tag(m.subject, self.prefix)) is not None})
-        for part in in_chunks(numbers):
-            for row in c.execute(sa.select(T_TICKET.c.id, T_TICKET.c.merged_into_id).where(T_TICKET.c.id.in_(part))):
-                self.tickets.add(row.id)
-                if row.merged_into_id:
-                    self.merged[row.id] = row.merged_into_id
+        numbers = {n for m in mails if (n := find_tag(m.subject, self.prefix)) is not None}
+        self._know_tickets(sorted(numbers | set(self.threads.values())))
         emails = sorted({m.reporter.email for m in mails if m.reporter})
         for part in in_chunks(emails):
             # an address looked up and not found is new: no second query
@@ -193,6 +206,25 @@ class MailStore:
         for part in in_chunks(shas):
             for row in c.execute(sa.select(T_RAW.c.id, T_RAW.c.sha256).where(T_RAW.c.sha256.in_(part))):
                 self.raw_ids.setdefault(row.sha256, row.id)
+
+    def _know_tickets(self, ids: Sequence[int]) -> None:
+        """The tickets a batch's mail may answer, with their reporters and participants: one query each."""
+        c = self.conn
+        for part in in_chunks(ids):
+            for row in c.execute(
+                sa.select(T_TICKET.c.id, T_TICKET.c.merged_into_id, T_TICKET.c.status, T_TICKET.c.resolved_at,
+                          T_REPORTER.c.email).outerjoin(T_REPORTER, T_REPORTER.c.id == T_TICKET.c.reporter_id)
+                .where(T_TICKET.c.id.in_(part))
+            ):
+                self.tickets.add(row.id)
+                if row.merged_into_id:
+                    self.merged[row.id] = row.merged_into_id
+                self.known[row.id] = _KnownTicket(row.status, row.resolved_at, row.email or "", set())
+            found = [n for n in part if n in self.known]
+            if found:
+                for row in c.execute(sa.select(T_PARTICIPANT.c.ticket_id, T_PARTICIPANT.c.email)
+                                     .where(T_PARTICIPANT.c.ticket_id.in_(found))):
+                    self.known[row.ticket_id].people.add(row.email)
 
     # TicketIndex, for match_ticket
     def by_message_id(self, message_id: str) -> int | None:
@@ -289,17 +321,20 @@ class MailStore:
         message_pk = self._message(parsed, ticket_id, kind, raw_id, verdict.reason, again)
         self.attachments(parsed, message_pk, ticket_id, prepared.staged)
         if ticket_id is not None and role in senders.STAFF and self.book.casework is not None:
-            self.book.flush_attachments()  # the agent's files travel on with the relay or escalation
-            act = replies.act_on_agent_reply if role == senders.AGENT else replies.act_on_division_reply
-            outcome_kind = act(self.book, parsed, ticket_id, message_pk)
-        if verdict.is_person and ticket_id is not None:
-            replies.tell_about_rejected_files(self.book, parsed, ticket_id)
+            with self.book.immediate():  # the agent's files travel on with the relay or escalation
+                act = replies.act_on_agent_reply if role == senders.AGENT else replies.act_on_division_reply
+                outcome_kind = act(self.book, parsed, ticket_id, message_pk)
+            self.known.pop(ticket_id, None)  # what it did to the ticket is read again if asked
+        if verdict.is_person and ticket_id is not None and any(p.rejected for p in parsed.attachments):
+            with self.book.immediate():
+                replies.tell_about_rejected_files(self.book, parsed, ticket_id)
         if ticket_id is not None and outcome_kind in _FORWARDED and self.book.followups is not None:
             self.book.followups.add(FollowUp(
                 ticket_id, parsed.sender.email, parsed.sender.name, parsed.message_id,
                 parsed.new_text or parsed.text, files_of(parsed.attachments), role or str(verdict.kind)))
         if report is not None and report.counts:
-            replies.record_bounce(self.book, report)
+            with self.book.immediate():
+                replies.record_bounce(self.book, report)
         elif not verdict.is_person:
             self.event(ticket_id, EventKind.mail(verdict.kind), parsed.sender.email or "system",
                        {"reason": verdict.reason, "message": message_pk})
@@ -315,6 +350,7 @@ class MailStore:
                                  channel="email", language=self.ctx.settings.tickets.default_language,
                                  flags="needs_review", created_at=now, updated_at=now, ack_deadline=self.book.deadline(now))
         self.tickets.add(ticket_id)
+        self.known[ticket_id] = _KnownTicket("new", None, "", set())
         self.book.pending_assignments.append((ticket_id, "Egyéb", ""))
         message_pk = self.book.insert(
             T_MESSAGE, ticket_id=ticket_id, direction="in", kind="unparseable", internal=False,
@@ -383,15 +419,16 @@ class MailStore:
                        {"command": desk.name if desk else "", "reason": why, "message": message_pk})
             if is_agent:
                 log.warning(EventKind.MAIL_FORGED_AGENT, reason=why)
-                agent_mail.tell_refused_agent(self.book, sender, why, None)
+                with self.book.immediate():
+                    agent_mail.tell_refused_agent(self.book, sender, why, None)
             return Outcome(raw.uid, OutcomeKind.REFUSED, None, PROCESSED, why), message_pk
         if desk is None:
             return None
-        message_pk = self._message(parsed, None, "agent", raw_id, "", again)
-        self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(internal=True))
+        message_pk = self._message(parsed, None, "agent", raw_id, "", again, internal=True)
         self.attachments(parsed, message_pk, None, prepared.staged)
-        self.book.flush_attachments()  # an #open's files go on to its first message
-        kind, ticket_id = agent_mail.act_on_desk_command(self.book, parsed, desk, None)
+        with self.book.immediate():  # an #open's files go on to its first message
+            kind, ticket_id = agent_mail.act_on_desk_command(self.book, parsed, desk, None)
+        self.known.clear()  # a command may have changed any ticket it names
         return Outcome(raw.uid, kind, ticket_id, PROCESSED), message_pk
 
     # --- tickets ---------------------------------------------------------------
@@ -405,11 +442,16 @@ class MailStore:
         if match.is_new:
             return (OutcomeKind.NEW_TICKET, self._open_ticket(prepared, into=placeholder, received=received),
                     senders.REPORTER)
-        ticket = self.conn.execute(
-            sa.select(T_TICKET.c.id, T_TICKET.c.status, T_TICKET.c.resolved_at, T_TICKET.c.reporter_id)
-            .where(T_TICKET.c.id == match.ticket_id)
-        ).one()
-        participants = self._participants_of(ticket.id, ticket.reporter_id)
+        ticket_id = match.ticket_id
+        if ticket_id not in self.known:  # a merged ticket's target, or one a command changed
+            self._know_tickets([ticket_id])
+        ticket = self.known[ticket_id]
+        participants = senders.Participants(
+            reporter=ticket.reporter,
+            others=frozenset(ticket.people | self.book.participants.get(ticket_id, set())),
+            agents=self.ctx.settings.agent_addresses,
+            divisions=self.ctx.settings.division_addresses,
+        )
         role = senders.sender_role(parsed.sender.email, participants)
         forged = False
         if role in senders.STAFF:
@@ -417,32 +459,34 @@ class MailStore:
             if not authentic:
                 # A forged agent or division address changes nothing, and is a warning (SPEC, security).
                 event = _FORGED_EVENT[role]
-                self.event(ticket.id, event, parsed.sender.email, {"reason": why})
-                log.warning(event, ticket=ticket.id, reason=why)
+                self.event(ticket_id, event, parsed.sender.email, {"reason": why})
+                log.warning(event, ticket=ticket_id, reason=why)
                 if role == senders.AGENT:  # not silent: the agent learns why (at most hourly)
-                    agent_mail.tell_refused_agent(self.book, parsed.sender.email, why, ticket.id)
+                    with self.book.immediate():
+                        agent_mail.tell_refused_agent(self.book, parsed.sender.email, why, ticket_id)
                 role, forged = senders.proven_role(role, authentic), True
         effect = senders.reply_effect(role, ticket.status, ticket.resolved_at, self.ctx.now,
                                       self.ctx.settings.tickets.reopen_days)
         by = parsed.sender.email or "unknown"
         if effect == senders.FOLLOW_UP:
-            new_id = self._open_ticket(prepared, linked=ticket.id, into=placeholder, received=received)
-            self.event(ticket.id, EventKind.TICKET_FOLLOW_UP, by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
+            new_id = self._open_ticket(prepared, linked=ticket_id, into=placeholder, received=received)
+            self.event(ticket_id, EventKind.TICKET_FOLLOW_UP, by, {"new_ticket": format_ticket_id(new_id, self.prefix)})
             return OutcomeKind.FOLLOW_UP, new_id, senders.REPORTER
         changes: dict = {"updated_at": self.ctx.now}
         if effect == senders.REOPEN:
             changes.update(status="in_progress", resolved_at=None)
-            self.event(ticket.id, EventKind.TICKET_REOPENED, by, {"via": match.via})
-        self.conn.execute(sa.update(T_TICKET).where(T_TICKET.c.id == ticket.id).values(**changes))
+            ticket.status, ticket.resolved_at = "in_progress", None
+            self.event(ticket_id, EventKind.TICKET_REOPENED, by, {"via": match.via})
+        self.book.change(T_TICKET, ticket_id, **changes)
         if effect == senders.RECORD_ONLY:
-            self.event(ticket.id, EventKind.MAIL_OUTSIDER, by, {"via": match.via})
-            if self.book.casework is not None:
-                self.book.casework.tell_assignee(ticket.id, "outsider", (
+            self.event(ticket_id, EventKind.MAIL_OUTSIDER, by, {"via": match.via})
+            if self.book.casework is not None:  # told once the batch is written (assignees included)
+                self._notices.append((ticket_id, "outsider", (
                     "Munkatárs nevében, de hitelesítés nélkül érkezett levél (nem változtatott rajta)." if forged
-                    else "Nem résztvevő írt a bejelentéshez (nem változtatott rajta)."))
-            return OutcomeKind.OUTSIDER, ticket.id, role
-        self.event(ticket.id, EventKind.MAIL_RECEIVED, by, {"via": match.via, "role": role})
-        return (OutcomeKind.REOPENED if effect == senders.REOPEN else OutcomeKind.REPLY), ticket.id, role
+                    else "Nem résztvevő írt a bejelentéshez (nem változtatott rajta).")))
+            return OutcomeKind.OUTSIDER, ticket_id, role
+        self.event(ticket_id, EventKind.MAIL_RECEIVED, by, {"via": match.via, "role": role})
+        return (OutcomeKind.REOPENED if effect == senders.REOPEN else OutcomeKind.REPLY), ticket_id, role
 
     def _open_ticket(self, prepared: Prepared, linked: int | None = None, into: int | None = None,
                      received: datetime | None = None) -> int:
@@ -473,6 +517,7 @@ class MailStore:
             text=text, flags=flags if reporter else (*flags, "no_sender"), received=received,
         ), into=into)
         self.tickets.add(ticket_id)
+        self.known[ticket_id] = _KnownTicket("new", None, reporter.email if reporter else "", set())
         if channel == "email" and reporter and not parsed.sender:  # From had none: the ticket says whose it took
             self.event(ticket_id, EventKind.TICKET_REPORTER_FROM, "system", {"field": parsed.sender_source})
         if "incomplete" in flags:
@@ -489,27 +534,15 @@ class MailStore:
         staff = settings.agent_addresses | settings.division_addresses | settings.own_addresses
         return parsed.reporter if parsed.sender or parsed.reporter.email not in staff else parsed.sender
 
-    def _participants_of(self, ticket_id: int, reporter_id: int | None) -> senders.Participants:
-        reporter = ""
-        if reporter_id is not None:
-            reporter = self.conn.execute(sa.select(T_REPORTER.c.email).where(T_REPORTER.c.id == reporter_id)).scalar() or ""
-        stored = self.conn.execute(sa.select(T_PARTICIPANT.c.email).where(T_PARTICIPANT.c.ticket_id == ticket_id)).scalars()
-        return senders.Participants(
-            reporter=reporter,
-            others=frozenset(stored) | self.book.participants.get(ticket_id, set()),
-            agents=self.ctx.settings.agent_addresses,
-            divisions=self.ctx.settings.division_addresses,
-        )
-
     # --- rows --------------------------------------------------------------
 
     def _message(self, parsed: ParsedMail, ticket_id: int | None, kind: str, raw_id: int, reason: str,
-                 again: Quarantined | None = None) -> int:
+                 again: Quarantined | None = None, internal: bool = False) -> int:
         """The mail's message row; one read again has its row already (recorded when it came), filled in here."""
         values = {"ticket_id": ticket_id, "kind": kind, "raw_id": raw_id, "raw_sha256": parsed.raw_sha256,
-                  "reason": reason[:200], **message_fields(parsed, self._reporter(parsed))}
+                  "reason": reason[:200], "internal": internal, **message_fields(parsed, self._reporter(parsed))}
         if again is None:
-            message_pk = self.book.insert(T_MESSAGE, direction="in", internal=False, created_at=self.ctx.now, **values)
+            message_pk = self.book.insert(T_MESSAGE, direction="in", created_at=self.ctx.now, **values)
         else:
             message_pk = again.message_pk
             self.conn.execute(sa.update(T_MESSAGE).where(T_MESSAGE.c.id == message_pk).values(**values))
@@ -549,25 +582,39 @@ class MailStore:
         if digest in self.raw_ids:
             return self.raw_ids[digest]
         values = {"sha256": digest, "size": size, "created_at": self.ctx.now}
-        if staged is not None:
-            row_id = _insert_raw_copy(self.conn, staged.raw_copy, values)
+        if staged is not None and (data := _small_copy(staged.raw_copy)) is not None:
+            row_id = self._hold_raw(data, values)
+        elif staged is not None:
+            row_id = _insert_raw_copy(self.conn, staged.raw_copy, self._keyed(values))
         elif len(raw) <= STAGE_RAW_ABOVE:
-            row_id = self.book.insert(T_RAW, data=b"".join(raw_copy(raw)), **values)
+            row_id = self._hold_raw(b"".join(raw_copy(raw)), values)
         else:
             copy = self.ctx.files.stage(raw_copy(raw))
             try:
-                row_id = _insert_raw_copy(self.conn, copy, values)
+                row_id = _insert_raw_copy(self.conn, copy, self._keyed(values))
             finally:
                 self.ctx.files.discard([copy])
         self.raw_ids[digest] = row_id
         return row_id
 
+    def _hold_raw(self, data: bytes, values: dict) -> int:
+        """A raw copy's row, written with the batch's; what is held at once stays bounded."""
+        if self._held_raw_bytes + len(data) > HOLD_RAW_BYTES:
+            self.book.flush()
+            self._held_raw_bytes = 0
+        self._held_raw_bytes += len(data)
+        return self.book.insert(T_RAW, data=data, **values)
+
+    def _keyed(self, values: dict) -> dict:
+        """A row written now, beside a buffered book's: with a key of the book's (none: the database's)."""
+        return {"id": self.book.keys.next(T_RAW), **values} if self.book.buffered else values
+
     def _log_intake(self, raw: RawMail, logged: _Logged | None, message_pk: int | None, state: str, target: str,
                     reason: str = "") -> None:
         values = {"message_pk": message_pk, "state": state, "target": target, "reason": reason[:300],
                   "updated_at": self.ctx.now}
-        if logged is not None:  # a UID that failed to fetch before
-            self.conn.execute(sa.update(T_INTAKE).where(T_INTAKE.c.id == logged.id).values(**values))
+        if logged is not None:  # a UID that failed to fetch before: written after its message, at finish
+            self._intake_changes.append({"_key": logged.id, **values})
         else:
             self._intake_rows.append({"mailbox": self.ctx.mailbox, "folder": raw.folder, "uidvalidity": raw.uidvalidity,
                                       "uid": raw.uid, "attempts": 0, "created_at": self.ctx.now, **values})
@@ -577,17 +624,27 @@ class MailStore:
         self.book.event(ticket_id, kind, by, detail)
 
     def finish(self) -> None:
-        """Writes the rows nothing in the batch refers to, one statement per table,
-        then hands the batch's new tickets to agents (their mails need the messages)."""
+        """Writes what the batch holds, the intake log after the messages it names, then
+        hands the batch's new tickets to agents (their mails need the messages) and tells
+        assignees what came."""
+        if self.book.buffered:
+            self.book.flush()
         if self._intake_rows:
             self.conn.execute(insert_statement(T_INTAKE), self._intake_rows)
             self._intake_rows.clear()
+        if self._intake_changes:
+            self.conn.execute(sa.update(T_INTAKE).where(T_INTAKE.c.id == sa.bindparam("_key"))
+                              .values({c: sa.bindparam(c) for c in self._intake_changes[0] if c != "_key"}),
+                              self._intake_changes)
+            self._intake_changes.clear()
         self.book.finish()
         if self.book.casework is not None:
-            for ticket_id, missing, unknown in self.incomplete_forms:
+            notices = self._notices + [
                 # The assignee learns which fields the form left out (issue: incomplete submissions).
-                self.book.casework.tell_assignee(ticket_id, "form_incomplete",
-                                            "Hiányos űrlap: " + ", ".join([*missing, *unknown]))
+                (ticket_id, "form_incomplete", "Hiányos űrlap: " + ", ".join([*missing, *unknown]))
+                for ticket_id, missing, unknown in self.incomplete_forms]
+            self.book.casework.tell_assignees(notices)
+        self._notices.clear()
         self.incomplete_forms.clear()
 
 
@@ -595,6 +652,21 @@ class MailStore:
 # file, so the mail and its whole copy are not held at once.
 STAGE_RAW_ABOVE = 4 * 1024 * 1024
 _BLOB_PIECE = 1024 * 1024
+# A staged raw copy up to this size is read and written with the batch's rows (one statement);
+# a bigger one goes in alone, a piece at a time. The batch holds at most HOLD_RAW_BYTES of them.
+SMALL_RAW_COPY = 256 * 1024
+HOLD_RAW_BYTES = 16 * 1024 * 1024
+
+
+def _small_copy(path: str) -> bytes | None:
+    """A staged raw copy's bytes if it is small, else None."""
+    try:
+        with open(path, "rb") as copy:
+            if os.fstat(copy.fileno()).st_size > SMALL_RAW_COPY:
+                return None
+            return copy.read()
+    except FileNotFoundError:  # swept as a killed poller's: the mail is read again next poll
+        raise StorageError(f"the staged raw copy {path!r} is gone") from None
 
 
 def _insert_raw_copy(conn: sa.Connection, path: str, values: dict) -> int:
@@ -634,7 +706,7 @@ def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMa
                 again: Quarantined | None = None) -> list[Outcome]:
     """What became of each mail of the batch, its rows written in `session`. `again`: the
     batch is the one mail of this quarantine entry, read again (`quarantine retry`)."""
-    store = MailStore(session, ctx, batch)
+    store = MailStore(session, ctx, batch, buffered=again is None)  # a retry's one mail acts as it goes
     if again is None:
         outcomes = [store.store(raw, prepared) for raw, prepared in batch]
     else:

@@ -7,16 +7,18 @@ together or not at all).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from mailbridge import journal
+from mailbridge.adapters.db import in_chunks
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_PARTICIPANT, T_REPORTER, T_TICKET
 from mailbridge.outbox.context import first_message_id, ticket_attachments, ticket_context
-from mailbridge.outbox.queue import notify_agent, queue_mail, render_mail
+from mailbridge.outbox.queue import notify_agent, notify_agents, queue_mail, render_mail
 from mailbridge.outbox.render import Renderer
 
 
@@ -113,9 +115,16 @@ class Casework:
         self.event(ticket_id, EventKind.TICKET_RESOLVED, by, {"told_customer": customer is not None})
 
     def tell_assignee(self, ticket_id: int, kind: str, text: str) -> None:
-        assignee = self.conn.execute(sa.select(T_TICKET.c.assignee).where(T_TICKET.c.id == ticket_id)).scalar()
-        if assignee:
-            notify_agent(self.conn, assignee, ticket_id, kind, text, self.now)
+        self.tell_assignees([(ticket_id, kind, text)])
+
+    def tell_assignees(self, notices: Sequence[tuple[int, str, str]]) -> None:
+        """In-system notices (ticket, kind, text) to each ticket's assignee: one query, one insert."""
+        ids = sorted({ticket_id for ticket_id, _, _ in notices})
+        assignees: dict[int, str] = {}
+        for part in in_chunks(ids):
+            assignees.update(self.conn.execute(sa.select(T_TICKET.c.id, T_TICKET.c.assignee)
+                                               .where(T_TICKET.c.id.in_(part), T_TICKET.c.assignee.is_not(None))).all())
+        notify_agents(self.conn, [(assignees[t], t, kind, text) for t, kind, text in notices if assignees.get(t)], self.now)
 
     def _first_text(self, ticket_id: int) -> str:
         return self.conn.execute(

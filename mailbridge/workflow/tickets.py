@@ -6,12 +6,18 @@ transaction. Rows nothing else in the batch refers to (participants, files,
 journal entries) are written together at `finish`, one statement per table,
 and the batch's new tickets are then handed to agents: a batch of a thousand
 mails costs a handful of statements, a ticket opened by hand the same code.
+
+A `buffered` book (intake's) holds the rows others refer to as well (reporters,
+tickets, raw copies, messages, quarantine entries) and the changes to tickets
+and reporters, with keys handed out ahead (`RowKeys`), until `flush`: code that
+reads or writes those tables itself runs inside `immediate()`, which flushes first.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -19,11 +25,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailbridge import journal
-from mailbridge.adapters.db import insert_statement
+from mailbridge.adapters.db import RowKeys, insert_statement
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.mail import Address
-from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_PARTICIPANT, T_REPORTER, T_TICKET
+from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_PARTICIPANT, T_QUARANTINE, T_RAW, T_REPORTER, T_TICKET
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.deadline import ack_deadline, before_go_live
 from mailbridge.ticket_ids import format_ticket_id
@@ -31,6 +37,8 @@ from mailbridge.workflow.actions import Casework
 from mailbridge.workflow.assign import AssignmentBook
 from mailbridge.workflow.followups import FollowUpBook
 
+# A buffered book's keyed tables, in the order their rows go in (each refers only to those before it).
+KEYED = (T_REPORTER, T_TICKET, T_RAW, T_MESSAGE, T_QUARANTINE)
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,8 @@ def message_row(**values: Any) -> dict[str, Any]:
 
 
 class TicketBook:
-    def __init__(self, conn: sa.Connection, settings: Settings, now: datetime, renderer: Renderer | None = None):
+    def __init__(self, conn: sa.Connection, settings: Settings, now: datetime, renderer: Renderer | None = None,
+                 buffered: bool = False):
         self.conn = conn
         self.settings = settings
         self.now = now
@@ -92,6 +101,10 @@ class TicketBook:
         self._participant_rows: list[dict] = []
         self._attachment_rows: list[dict] = []
         self._events: list[dict] = []
+        self.buffered = buffered
+        self.keys = RowKeys(conn, KEYED)
+        self._rows: dict[str, dict[int, dict]] = {t.name: {} for t in KEYED}  # table -> key -> row, not written yet
+        self._changes: dict[tuple[str, int], dict] = {}  # (table, key) -> new values of a row written before
 
     # --- what the batch already knows ---------------------------------------------
 
@@ -179,7 +192,7 @@ class TicketBook:
             known = (self.insert(T_REPORTER, email=person.email, name=person.name[:200], created_at=self.now),
                      person.name)
         elif person.name and not known[1]:
-            self.conn.execute(sa.update(T_REPORTER).where(T_REPORTER.c.id == known[0]).values(name=person.name[:200]))
+            self.change(T_REPORTER, known[0], name=person.name[:200])
             known = (known[0], person.name)
         self.reporters[person.email] = known
         return known[0]
@@ -207,6 +220,8 @@ class TicketBook:
 
     def flush_attachments(self) -> None:
         """The files written now, not at `finish`: a relay or escalation sends them on at once."""
+        if self.buffered:
+            self.flush()  # their messages first
         if self._attachment_rows:
             self.conn.execute(insert_statement(T_ATTACHMENT), self._attachment_rows)
             self._attachment_rows.clear()
@@ -227,12 +242,69 @@ class TicketBook:
         self._events.append(journal.entry(ticket_id, kind, by, self.now, detail))
 
     def insert(self, table: sa.Table, **values: Any) -> int:
+        if self.buffered:
+            key = self.keys.next(table)
+            self._rows[table.name][key] = {"id": key, **values}
+            return key
         # Parameters, not .values(): a statement built per row costs 4x in compilation.
-        return self.conn.execute(insert_statement(table), values).inserted_primary_key[0]
+        key = self.conn.execute(insert_statement(table), values).inserted_primary_key[0]
+        self.keys.forget()
+        return key
+
+    def change(self, table: sa.Table, key: int, **values: Any) -> None:
+        """New values for a row of a keyed table (a ticket touched or reopened, a reporter's name)."""
+        if not self.buffered:
+            self.conn.execute(sa.update(table).where(table.c.id == key).values(**values))
+        elif key in self._rows[table.name]:
+            self._rows[table.name][key].update(values)
+        else:
+            self._changes.setdefault((table.name, key), {}).update(values)
+
+    def flush(self) -> None:
+        """Writes what a buffered book holds: each table's rows in one statement per set of
+        columns (multi-row), the changes one statement per table and set of columns."""
+        for table in KEYED:
+            rows = self._rows[table.name]
+            for shape in _by_shape(rows.values()):
+                self.conn.execute(insert_statement(table), shape)
+            rows.clear()
+        if self._changes:
+            tables = {t.name: t for t in KEYED}
+            grouped: dict[tuple[str, tuple[str, ...]], list[dict]] = defaultdict(list)
+            for (name, key), values in self._changes.items():
+                grouped[(name, tuple(sorted(values)))].append({"_key": key, **values})
+            for (name, columns), params in grouped.items():
+                table = tables[name]
+                self.conn.execute(sa.update(table).where(table.c.id == sa.bindparam("_key"))
+                                  .values({c: sa.bindparam(c) for c in columns}), params)
+            self._changes.clear()
+        if self._participant_rows:
+            self.conn.execute(insert_statement(T_PARTICIPANT), self._participant_rows)
+            self._participant_rows.clear()
+        if self._attachment_rows:
+            self.conn.execute(insert_statement(T_ATTACHMENT), self._attachment_rows)
+            self._attachment_rows.clear()
+
+    @contextmanager
+    def immediate(self) -> Iterator[None]:
+        """For code that reads or writes the book's tables itself: what the book holds is
+        written first, and its own rows go in at once until the block ends."""
+        buffered, self.buffered = self.buffered, False
+        try:
+            if buffered:
+                self.flush()
+            yield
+        finally:
+            self.buffered = buffered
+            self.keys.forget()  # rows went in with keys the database chose
 
     def finish(self) -> None:
         """Writes the rows nothing in the batch refers to, one statement per table, then hands
         the batch's new tickets to agents (their notices quote the messages)."""
+        with self.immediate():
+            self._finish()
+
+    def _finish(self) -> None:
         if self._participant_rows:
             self.conn.execute(insert_statement(T_PARTICIPANT), self._participant_rows)
             self._participant_rows.clear()
@@ -245,3 +317,11 @@ class TicketBook:
         self.given.clear()
         if self.followups is not None:
             self.followups.finish()
+
+
+def _by_shape(rows: Iterable[dict]) -> list[list[dict]]:
+    """Rows grouped by their columns, in order of first appearance: one multi-row INSERT each."""
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(row), []).append(row)
+    return list(shapes.values())
