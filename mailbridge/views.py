@@ -13,7 +13,7 @@ from mailbridge.adapters.db import MESSAGE_SEARCH_VECTOR, TICKET_SEARCH_VECTOR, 
 
 from mailbridge.ticket_ids import format_ticket_id
 from mailbridge.models import Attachment, Event, Message, Quarantine, Reporter, Ticket
-from mailbridge.vocabulary import OPEN_SQL
+from mailbridge.vocabulary import OPEN_SQL, TICKET_ORDERS, TICKET_STATUSES
 
 
 def iso(value: datetime | None) -> str | None:
@@ -22,7 +22,9 @@ def iso(value: datetime | None) -> str | None:
 
 def list_tickets(session: Session, prefix: str, status: str | None = None, limit: int | None = None, *,
                  assignee: str | None = None, category: str | None = None, area: str | None = None,
-                 channel: str | None = None, overdue_at: datetime | None = None, search: str | None = None) -> list[dict]:
+                 channel: str | None = None, overdue_at: datetime | None = None, search: str | None = None,
+                 order: str = "id") -> list[dict]:
+    """Tickets as summaries, in `order` (one of TICKET_ORDERS, "-" first for descending), by ID within it."""
     query = select(Ticket, Reporter).join(Reporter, col(Ticket.reporter_id) == Reporter.id, isouter=True)
     if status == "open":
         query = query.where(sa.text(f"ticket.{OPEN_SQL}"))  # literally the partial index's predicate
@@ -41,7 +43,7 @@ def list_tickets(session: Session, prefix: str, status: str | None = None, limit
         ids = session.connection().execute(
             sa.select(matching.subquery().c[0]).limit(SEARCH_ID_LIST + 1)).scalars().all()
         query = query.where(col(Ticket.id).in_(ids if len(ids) <= SEARCH_ID_LIST else matching))
-    query = query.order_by(col(Ticket.id))
+    query = query.order_by(*_ordering(order))
     if limit:
         query = query.limit(limit)
     rows = session.exec(query).all()
@@ -61,6 +63,24 @@ def list_tickets(session: Session, prefix: str, status: str | None = None, limit
         ).all():
             files[a.ticket_id].append(_attachment(a))
     return [_summary(t, r, prefix, counts.get(t.id, 0), files.get(t.id, [])) for t, r in rows]
+
+
+def _ordering(order: str) -> list:  # type: ignore[type-arg]
+    """ORDER BY for a TICKET_ORDERS name: in SQL, so `--limit` takes the first of that order.
+    A ticket without the value (no deadline, nobody assigned) comes last either way."""
+    descending, name = order.startswith("-"), order.lstrip("-")
+    if name not in TICKET_ORDERS:
+        raise ValueError(f"unknown ticket order: {order!r}")
+    if name == "status":  # the workflow's order, not the alphabet's
+        key = sa.case({status: n for n, status in enumerate(TICKET_STATUSES)}, value=Ticket.status)
+    else:
+        key = col({"id": Ticket.id, "created": Ticket.created_at, "updated": Ticket.updated_at,
+                   "deadline": Ticket.ack_deadline, "assignee": Ticket.assignee}[name])
+    ticket_id = col(Ticket.id)
+    keys = [key.desc() if descending else key.asc(), ticket_id.desc() if descending else ticket_id.asc()]
+    if name in ("deadline", "assignee"):  # NULLS LAST: SQLite 3.30+ and PostgreSQL
+        keys[0] = keys[0].nulls_last()
+    return keys if name != "id" else keys[:1]
 
 
 SEARCH_ID_LIST = 5000  # more matches than this: one query, and the planner reads the table anyway

@@ -11,6 +11,9 @@ OPEN_STATUSES = ("new", "acknowledged", "in_progress", "escalated")
 # The same, as SQL: the partial index of open tickets is built on exactly this text.
 OPEN_SQL = "status IN (" + ", ".join(f"'{status}'" for status in OPEN_STATUSES) + ")"
 
+# `tickets list --sort`: each also with a leading "-" (newest, latest, last first); "id" is the default.
+TICKET_ORDERS = ("id", "created", "updated", "deadline", "status", "assignee")
+
 CHANNELS = ("email", "form", "phone", "post", "social", "other")
 MANUAL_CHANNELS = ("phone", "post", "social", "other")  # entered by an agent (P3)
 

@@ -29,14 +29,17 @@ from mailbridge.errors import ConfigError, MailbridgeError, UsageError, error_fi
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", metavar="PATH", help="TOML config (default: $MAILBRIDGE_CONFIG or /etc/mailbridge/mailbridge.toml)")
 @click.version_option(version=__version__, prog_name="mailbridge")  # the distribution (crossec-mailbridge) takes its version from here too
+@click.option("-v", "--verbose", count=True,
+              help="Log info (-vv: debug) on a terminal too; there a command logs only warnings and errors "
+                   "without it (the daemon logs at logging.level).")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None) -> None:
+def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
     """mailbridge turns a support mailbox into a ticket system."""
-    from mailbridge.logs import configure_logging
+    from mailbridge.logs import command_level, configure_logging
 
     os.umask(0o077)  # everything we create holds customers' data: owner only
-    configure_logging()
-    ctx.obj = App(config)
+    configure_logging(command_level("info", verbose, sys.stderr))
+    ctx.obj = App(config, verbose)
 
 
 # Each audience's commands under the one group (`--help` lists them by name).
@@ -94,5 +97,5 @@ def main(argv: Iterable[str] | None = None) -> None:
         get_logger("mailbridge.cli").debug("cli.failed", error=type(exc).__name__, frames="".join(traceback.format_tb(exc.__traceback__)))
         where = error_fields(exc).get("raised_at", "")
         click.echo(f"mailbridge: unexpected {type(exc).__name__} at {where} "
-                   "(logging.level = \"debug\" logs where it happened)", err=True)
+                   "(-vv, or logging.level = \"debug\" off a terminal, logs where it happened)", err=True)
         sys.exit(1)

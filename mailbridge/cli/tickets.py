@@ -12,7 +12,11 @@ import click
 from mailbridge.cli.app import ROW_NUMBER, App, pass_app
 from mailbridge.cli.output import local_time, table
 from mailbridge.errors import UsageError
-from mailbridge.vocabulary import MANUAL_CHANNELS, TICKET_STATUSES
+from mailbridge.vocabulary import MANUAL_CHANNELS, TICKET_ORDERS, TICKET_STATUSES
+
+# `--lang`: the language of an output for people (JSON keeps the stored values).
+LANGUAGE_OPTION = click.option("--lang", "lang", type=click.Choice(["hu", "en"]),
+                               help="Language of the output (default: tickets.default_language).")
 
 
 @click.group()
@@ -31,12 +35,24 @@ def _ticket_filters(f):  # type: ignore[no-untyped-def]
         click.option("--channel", type=click.Choice(["email", "form", *MANUAL_CHANNELS])),
         click.option("--overdue", is_flag=True, help="Only tickets past their acknowledgement deadline without one."),
         click.option("--limit", type=ROW_NUMBER, help="At most this many."),
+        click.option("--sort", "order", default="id", show_default=True,
+                     type=click.Choice([*TICKET_ORDERS, *(f"-{name}" for name in TICKET_ORDERS)]),
+                     help="Order (a leading - reverses it: -created is newest first); "
+                          "tickets without a deadline or assignee come last."),
+        LANGUAGE_OPTION,
     ]):
         f = option(f)
     return f
 
 
-def _print_tickets(app: App, as_json: bool, search: str | None = None, **filters) -> None:  # type: ignore[no-untyped-def]
+def _labels(app: App, lang: str | None):  # type: ignore[no-untyped-def]
+    from mailbridge.cli.labels import Labels
+
+    return Labels(lang or app.settings.tickets.default_language)
+
+
+def _print_tickets(app: App, as_json: bool, lang: str | None, search: str | None = None,
+                   **filters) -> None:  # type: ignore[no-untyped-def]
     from mailbridge.views import list_tickets
 
     if filters.get("assignee"):
@@ -53,41 +69,49 @@ def _print_tickets(app: App, as_json: bool, search: str | None = None, **filters
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
+    words, zone = _labels(app, lang), app.settings.policy.timezone
+    # ID, status and time whole; on a narrow terminal the counts, area, flags, assignee and
+    # category go (in that order), and the free texts are cut.
     table(
-        ["ID", "STATUS", "CATEGORY", "AREA", "REPORTER", "ASSIGNEE", "MSGS", "FLAGS", "SUBJECT"],
+        [words[key] for key in ("id", "status", "created", "category", "area", "reporter", "assignee", "messages",
+                                "flags", "subject")],
         [
-            [r["id"], r["status"], r["category"], r["area"], r["reporter_email"] or r["reporter_name"] or "-",
-             r["assignee"] or "-", str(r["message_count"]), ",".join(r["flags"]), r["subject"]]
+            [r["id"], words.status(r["status"]), local_time(r["created_at"], zone, with_zone=False),
+             words.name(r["category"]), words.name(r["area"]), r["reporter_email"] or r["reporter_name"] or "-",
+             r["assignee"] or words["nobody"], str(r["message_count"]), ",".join(r["flags"]), r["subject"]]
             for r in rows
         ],
-        colour_column=1,
+        colour_column=1, colours=[r["status"] for r in rows], free=(3, 4, 5, 6, 8, 9), optional=(7, 4, 8, 6, 3),
+        empty=words["none"],
     )
 
 
 @tickets.command("list")
 @_ticket_filters
 @pass_app
-def tickets_list(app: App, as_json: bool, **filters) -> None:  # type: ignore[no-untyped-def]
-    """Tickets, oldest first, filtered."""
-    _print_tickets(app, as_json, **filters)
+def tickets_list(app: App, as_json: bool, lang: str | None, **filters) -> None:  # type: ignore[no-untyped-def]
+    """Tickets, oldest first (or --sort), filtered; times in policy.timezone."""
+    _print_tickets(app, as_json, lang, **filters)
 
 
 @tickets.command("search")
 @click.argument("text")
 @_ticket_filters
 @pass_app
-def tickets_search(app: App, text: str, as_json: bool, **filters) -> None:  # type: ignore[no-untyped-def]
+def tickets_search(app: App, text: str, as_json: bool, lang: str | None, **filters) -> None:  # type: ignore[no-untyped-def]
     """Tickets whose subject or any mail contains TEXT."""
     if not text.strip():
         raise UsageError("tickets search: TEXT is empty (it would match every ticket; use `tickets list`)")
-    _print_tickets(app, as_json, search=text, **filters)
+    _print_tickets(app, as_json, lang, search=text, **filters)
 
 
 @tickets.command("show")
 @click.argument("ticket_id")
 @click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@LANGUAGE_OPTION
 @pass_app
-def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
+def tickets_show(app: App, ticket_id: str, as_json: bool, lang: str | None) -> None:
+    """One ticket: its fields, every message and the journal; times in policy.timezone."""
     from mailbridge.views import show_ticket
 
     number = app.ticket_number(ticket_id)
@@ -98,32 +122,42 @@ def tickets_show(app: App, ticket_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(detail, ensure_ascii=False, indent=2))
         return
-    click.echo(click.style(f"{detail['id']}  {detail['subject']}", bold=True))
-    zone = app.settings.policy.timezone
-    for key in ("status", "category", "area", "channel", "reporter_name", "reporter_email", "assignee", "created_at",
-                "ack_deadline", "acknowledged_at", "linked_ticket"):
-        if detail.get(key):
-            value = local_time(detail[key], zone, key == "ack_deadline") if key.endswith(("_at", "_deadline")) \
-                else detail[key]
-            click.echo(f"  {key.replace('_', ' '):<16} {value}")
-    if detail["flags"]:
-        click.echo(f"  {'flags':<16} {', '.join(detail['flags'])}")
-    if detail.get("ack_deadline_explained"):
-        click.echo(f"  {'deadline, why':<16} {detail['ack_deadline_explained'][app.settings.tickets.default_language]}")
+    _print_ticket(detail, _labels(app, lang), app.settings.policy.timezone)
+
+
+def _print_ticket(detail: dict, words, zone: str) -> None:  # type: ignore[no-untyped-def]
+    """`tickets show` for people: one language, times in policy.timezone, mail text made printable."""
+    from mailbridge.cli.output import printable
+
+    click.echo(click.style(f"{detail['id']}  {printable(detail['subject'])}", bold=True))
+    shown = {
+        "status_field": words.status(detail["status"]), "category_field": words.name(detail["category"] or ""),
+        "area_field": words.name(detail["area"] or ""), "channel": words.channel(detail["channel"] or ""),
+        "reporter_name": detail["reporter_name"], "reporter_email": detail["reporter_email"],
+        "assigned_to": detail["assignee"], "created_at": local_time(detail["created_at"], zone),
+        "ack_deadline": local_time(detail["ack_deadline"], zone, deadline=True),
+        "acknowledged_at": local_time(detail["acknowledged_at"], zone), "linked_ticket": detail["linked_ticket"],
+        "flag_list": ", ".join(detail["flags"]),
+        "deadline_why": (detail.get("ack_deadline_explained") or {}).get(words.language),
+    }
+    label_width = max(len(words[key]) for key in shown) + 1
+    for key, value in shown.items():
+        if value:
+            click.echo(f"  {words[key]:<{label_width}} {printable(value)}")
     for m in detail["messages"]:
         arrow = "<-" if m["direction"] == "in" else "->"
         click.echo("")
         click.echo(click.style(f"{arrow} {local_time(m['created_at'], zone)}  {m['kind']}  "
-                               f"{m['sender'] or '(no sender)'}", fg="cyan"))
-        click.echo(f"   {m['subject']}")
-        for line in (m["new_text"] or m["text"]).splitlines()[:40]:
-            click.echo(f"   | {line}")
+                               f"{printable(m['sender'] or words['no_sender'])}", fg="cyan"))
+        click.echo(f"   {printable(m['subject'] or '')}")
+        for line in (m["new_text"] or m["text"] or "").splitlines()[:40]:
+            click.echo(f"   | {printable(line)}")
         for a in m["attachments"]:
-            state = " (rejected: " + a["reason"] + ")" if a.get("rejected") else ""
-            click.echo(f"   + {a['filename']}  {a['size']} bytes{state}")
+            state = f" ({words['rejected']}: {a['reason']})" if a.get("rejected") else ""
+            click.echo(f"   + {printable(a['filename'])}  {a['size']} {words['bytes']}{state}")
     click.echo("")
     for e in detail["events"]:
-        click.echo(f"  {local_time(e['at'], zone)}  {e['type']:<22} {e['by']}")
+        click.echo(f"  {local_time(e['at'], zone)}  {e['type']:<22} {printable(e['by'] or '')}")
 
 
 @click.group()
@@ -343,8 +377,10 @@ def ticket_resolve(app: App, ticket_id: str, outcome: str, by: str | None) -> No
 @click.option("--all", "show_all", is_flag=True, help="Read ones too.")
 @click.option("--mark-read", is_flag=True, help="Mark the listed notifications read.")
 @click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@LANGUAGE_OPTION
 @pass_app
-def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, as_json: bool) -> None:
+def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, as_json: bool,
+                  lang: str | None) -> None:
     """Agents' in-system notifications (new assignments, deadlines, failures)."""
     from mailbridge.workflow.notifications import read_notifications
 
@@ -356,8 +392,10 @@ def notifications(app: App, agent: str | None, show_all: bool, mark_read: bool, 
     if as_json:
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
-    table(["ID", "AGENT", "TICKET", "KIND", "TEXT"],
-          [[str(i["id"]), i["agent"], i["ticket"] or "-", i["kind"], i["text"]] for i in items])
+    words = _labels(app, lang)
+    table([words[key] for key in ("notification", "agent", "ticket", "kind", "text")],
+          [[str(i["id"]), i["agent"], i["ticket"] or "-", i["kind"], i["text"]] for i in items],
+          free=(1, 4), empty=words["no_notifications"])
 
 
 # What this module adds to the command line.
