@@ -195,3 +195,19 @@ def test_sort_orders_the_list_on_postgresql(mailbox, mailbridge_for, postgres_se
     desk("poll", "--once")
     _arrange(url)
     _check_orders(desk)
+
+
+def test_quarantine_and_report_read_as_the_desk_does(mailbox, mailbridge_for):
+    """The quarantine's times in policy.timezone (not stored UTC); the report in one language."""
+    from zoneinfo import ZoneInfo
+
+    desk = mailbridge_for(mailbox, policy={"timezone": "Asia/Tokyo", "country": "HU"})
+    mailbox.deliver(b"\xff\xfe not a mail at all")
+    desk("poll", "--once")
+    [entry] = json.loads(desk("quarantine", "list", "--json").stdout)
+    stored = datetime.fromisoformat(entry["created_at"]).replace(tzinfo=timezone.utc)
+    row = desk("quarantine", "list").stdout.splitlines()[1]
+    assert f"{stored.astimezone(ZoneInfo('Asia/Tokyo')):%Y-%m-%d %H:%M}" in row
+    report = desk("report", "--week").stdout
+    assert "Fault report" in report and "Business consulting" in report and "phone" in report
+    assert "Hibabejelentés" not in report and "Üzleti tanácsadás" not in report

@@ -20,6 +20,7 @@ def report(app: App, week: bool, as_json: bool, at: str | None) -> None:
     """The week's tickets opened and closed by category, area and channel, the share acknowledged
     within the deadline, median times to acknowledge and to resolve, and the deadlines missed:
     the figures the supervisors get on Mondays."""
+    from mailbridge.cli.labels import Labels
     from mailbridge.outbox.render import format_duration
     from mailbridge.policy.desk import week_before
     from mailbridge.workflow.desk import figures_as_dict, figures_for_week
@@ -39,15 +40,18 @@ def report(app: App, week: bool, as_json: bool, at: str | None) -> None:
                f"{figures['acknowledgement_deadlines']}" + (f" ({share:.0%})" if share is not None else ""))
     click.echo(f"median time to acknowledge: {format_duration(figures['median_seconds_to_acknowledge'], 'en')}, "
                f"to resolve: {format_duration(figures['median_seconds_to_resolve'], 'en')}")
+    words = Labels("en")  # the report speaks English: the P4/P5 names and channels too
     for key in ("category", "area", "channel"):
         click.echo("")
+        name = words.channel if key == "channel" else words.name
         table([key.upper(), "OPENED", "CLOSED"],
-              [[row[key], str(row["opened"]), str(row["closed"])] for row in figures[f"by_{key}"]])
+              [[name(row[key]), str(row["opened"]), str(row["closed"])] for row in figures[f"by_{key}"]], free=(0,))
     click.echo("")
     click.echo(f"deadline missed ({len(figures['missed'])}):")
     table(["ID", "CATEGORY", "AREA", "ASSIGNEE", "DEADLINE", "ACKNOWLEDGED"],
-          [[t["id"], t["category"], t["area"], t["assignee"] or "-", local_time(t["ack_deadline"], zone, deadline=True),
-            local_time(t["acknowledged_at"], zone) or "no"] for t in figures["missed"]])
+          [[t["id"], words.name(t["category"]), words.name(t["area"]), t["assignee"] or "-",
+            local_time(t["ack_deadline"], zone, deadline=True), local_time(t["acknowledged_at"], zone) or "no"]
+           for t in figures["missed"]], free=(1, 2, 3), optional=(2, 1))
 
 
 # What this module adds to the command line.
