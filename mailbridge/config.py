@@ -298,6 +298,14 @@ class OutboxSettings(Section):
     company_name: str = "Crossec Solutions Kft."
     website: str = "https://crossec.com"
 
+    @field_validator("templates_path")
+    @classmethod
+    def _templates_folder(cls, value: str) -> str:
+        # A folder that is not there would leave every shipped template in use, silently.
+        if value and not Path(value).is_dir():
+            raise ValueError(f"not a folder: {value!r}")
+        return value
+
 
 class MailRuleSettings(Section):
     """One mail rule (see policy/mail_rules.py): all given conditions must hold."""

@@ -19,7 +19,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import jinja2
 import pytest
 
 from conftest import Mailbridge, write_config
@@ -28,7 +27,7 @@ from test_workflow import TRUSTED, agent_mail
 
 from mailbridge.config import settings_from_dict
 from mailbridge.outbox.context import ticket_context
-from mailbridge.outbox.render import SHIPPED, Renderer
+from mailbridge.outbox.render import SHIPPED, Renderer, TemplateFault
 from mailbridge.policy.deadline import is_working_day
 
 LANGUAGES = ("hu", "en")
@@ -384,5 +383,5 @@ def test_a_template_ops_dropped_in_shadows_the_shipped_one_and_only_it(day, tmp_
 def test_a_variable_the_context_lacks_is_an_error_not_blank_text(day):
     _settings, context = contexts_of(day)
     del context["reopen_days"]
-    with pytest.raises(jinja2.UndefinedError):
+    with pytest.raises(TemplateFault, match=rf"{day.lang}/outcome.j2, line \d+: UndefinedError: 'reopen_days' is undefined"):
         Renderer().render("outcome", day.lang, {**context, "text": "x", "agent": None})

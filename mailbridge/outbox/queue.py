@@ -14,10 +14,15 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from mailbridge import journal
 from mailbridge.config import Settings
+from mailbridge.journal import EventKind
+from mailbridge.logs import get_logger
 from mailbridge.ticket_ids import format_ticket_id
-from mailbridge.models import T_MESSAGE, T_NOTIFICATION, T_OUTBOX
-from mailbridge.outbox.render import Renderer
+from mailbridge.models import T_MESSAGE, T_NOTIFICATION, T_OUTBOX, T_TICKET
+from mailbridge.outbox.render import Renderer, TemplateFault
+
+log = get_logger("mailbridge.outbox")
 
 
 # Our notices are automatic (RFC 3834): auto-responders must not answer them. One that answers
@@ -42,6 +47,8 @@ class OutgoingMail:
     references: tuple[str, ...] = field(default_factory=tuple)
     # Files from the attachment store: ({"sha256", "filename", "content_type"}, …)
     attachments: tuple[dict, ...] = field(default_factory=tuple)
+    # Why its template could not be rendered ("" : it was): queued as a failed row, never sent.
+    unrendered: str = ""
 
 
 def new_message_id(template: str, ticket_ref: str, from_address: str) -> str:
@@ -62,6 +69,9 @@ def queue_mails(conn: sa.Connection, settings: Settings, mails: list[OutgoingMai
         ref = format_ticket_id(mail.ticket_id, settings.tickets.id_prefix) if mail.ticket_id else "system"
         message_id = new_message_id(mail.template, ref, settings.smtp.from_address)
         message_ids.append(message_id)
+        if mail.unrendered:
+            _queue_unrendered(conn, mail, message_id, now)
+            continue
         headers = {"Reply-To": settings.smtp.from_address, "X-Mailbridge-Ticket": ref}
         if mail.in_reply_to:
             headers["In-Reply-To"] = mail.in_reply_to
@@ -92,6 +102,24 @@ def queue_mails(conn: sa.Connection, settings: Settings, mails: list[OutgoingMai
     return message_ids
 
 
+def _queue_unrendered(conn: sa.Connection, mail: OutgoingMail, message_id: str, now: datetime) -> None:
+    """A notice whose template failed: a `failed` outbox row saying why (what ops list and
+    mend), the ticket's journal, and its assignee told in-system, who can write by hand. No
+    `out` message: nothing was written, nothing went."""
+    row_id = conn.execute(sa.insert(T_OUTBOX).values(
+        ticket_id=mail.ticket_id, template=mail.template, recipients=", ".join(mail.to), subject=mail.subject,
+        message_id=message_id, headers="{}", body_text="", body_html="", attachments="[]", status="failed",
+        attempts=0, next_attempt_at=now, last_error=mail.unrendered[:1000], created_at=now)).inserted_primary_key[0]
+    if mail.ticket_id is None:
+        return
+    journal.record(conn, mail.ticket_id, EventKind.OUTBOX_FAILED, "system", now,
+                   {"outbox": row_id, "error": mail.unrendered[:300]})
+    assignee = conn.execute(sa.select(T_TICKET.c.assignee).where(T_TICKET.c.id == mail.ticket_id)).scalar()
+    if assignee:
+        notify_agent(conn, assignee, mail.ticket_id, "outbox_failed",
+                     f"Sablonhiba miatt nem készült el a(z) {mail.template} levél ({mail.unrendered[:200]})", now)
+
+
 def notify_agent(conn: sa.Connection, agent: str, ticket_id: int | None, kind: str, text: str, now: datetime) -> None:
     """The in-system half of telling an agent (the mail is the other half)."""
     notify_agents(conn, [(agent, ticket_id, kind, text)], now)
@@ -107,7 +135,15 @@ def notify_agents(conn: sa.Connection, notices: list[tuple[str, int | None, str,
 
 def render_mail(renderer: Renderer, template: str, language: str, context: dict, to: tuple[str, ...],
                 ticket_id: int | None, in_reply_to: str = "", attachments: tuple[dict, ...] = ()) -> OutgoingMail:
-    rendered = renderer.render(template, language, context)
+    try:
+        rendered = renderer.render(template, language, context)
+    except TemplateFault as fault:
+        # One line, and the notice fails alone: a broken override must not stop the job (or
+        # the mail's transaction) that wanted it. Where, not what: the message may quote data.
+        log.error("outbox.render_failed", template=template, language=language, ticket=ticket_id,
+                  file=fault.where, line=fault.line, error=fault.kind)
+        return OutgoingMail(template, ticket_id, to, f"({template}: template error)", "", unrendered=str(fault),
+                            in_reply_to=in_reply_to)
     return OutgoingMail(template, ticket_id, to, rendered.subject, rendered.text, rendered.html,
                         in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else (),
                         attachments=attachments)

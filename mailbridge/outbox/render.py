@@ -9,6 +9,7 @@ dropping a file with the same relative path there.
 from __future__ import annotations
 
 import sys
+import traceback
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -31,6 +32,17 @@ _HU_MONTHS = ("január", "február", "március", "április", "május", "június"
               "szeptember", "október", "november", "december")
 _EN_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
               "October", "November", "December")
+
+
+class TemplateFault(ConfigError):
+    """A template that cannot be read or rendered (an override, most often): its file and line.
+
+    `kind` (the error's class) is what a log line may carry; the message may quote the data
+    a template choked on."""
+
+    def __init__(self, where: str, line: int | None, problem: str, kind: str):
+        self.where, self.line, self.kind = where, line, kind
+        super().__init__(f"{where}{f', line {line}' if line else ''}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ def format_duration(seconds: float | None, language: str = "hu") -> str:
 
 class Renderer:
     def __init__(self, override: str = "", zone: str = "Europe/Budapest"):
+        self.override = Path(override) if override else None
         folders = [Path(override)] if override else []
         folders.append(SHIPPED)
         self.env = jinja2.Environment(
@@ -124,17 +137,60 @@ class Renderer:
         self.env.filters["duration"] = duration
 
     def render(self, name: str, language: str, context: dict) -> Rendered:
+        """TemplateFault when the template cannot be read or fails on this context."""
         language = language if language in LANGUAGES else "hu"
-        try:
-            template = self.env.get_template(f"{language}/{name}.j2")
-        except jinja2.TemplateNotFound:
-            raise ConfigError(f"outbox.templates_path: no template {language}/{name}.j2") from None
+        path = f"{language}/{name}.j2"
         context = {**context, "language": language}
+        try:
+            template = self.env.get_template(path)
 
-        def block(block_name: str) -> str:
-            if block_name not in template.blocks:
-                return ""
-            return "".join(template.blocks[block_name](template.new_context(context))).strip()
+            def block(block_name: str) -> str:
+                if block_name not in template.blocks:
+                    return ""
+                return "".join(template.blocks[block_name](template.new_context(context))).strip()
 
-        subject = " ".join(block("subject").split())
-        return Rendered(subject, block("text") + "\n", block("html"))
+            subject = " ".join(block("subject").split())
+            return Rendered(subject, block("text") + "\n", block("html"))
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateFault(f"outbox.templates_path: no template {exc.name}", None, "not found",
+                                "TemplateNotFound") from None
+        except Exception:  # a template is code ops may write: whatever it raises is its fault
+            raise self._fault(path) from None
+
+    def _fault(self, path: str) -> TemplateFault:
+        """The exception in hand, placed in its template: Jinja rewrites the traceback so that
+        its frames carry the template's file and line (syntax errors carry both themselves)."""
+        try:
+            self.env.handle_exception()
+        except Exception as exc:
+            places = [(frame.f_code.co_filename, line) for frame, line in traceback.walk_tb(exc.__traceback__)
+                      if frame.f_code.co_filename.endswith(".j2")]
+            where, line = places[-1] if places else (path, None)
+            if isinstance(exc, jinja2.TemplateSyntaxError):
+                where, line = exc.filename or where, exc.lineno
+            problem = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
+            return TemplateFault(where, line, f"{type(exc).__name__}: {problem}", type(exc).__name__)
+        raise AssertionError("unreachable: handle_exception always raises")  # pragma: no cover
+
+    def check(self) -> list[TemplateFault]:
+        """Every template of every notice, both languages, rendered with sample contexts
+        (`outbox/samples.py`); an override with a name no notice has is a fault too (a typo
+        in its name would leave the shipped one in use)."""
+        from mailbridge.outbox.samples import TEMPLATE_NAMES, sample_contexts
+
+        faults: list[TemplateFault] = []
+        for language in LANGUAGES:
+            for name in TEMPLATE_NAMES:
+                for context in sample_contexts(name, language):
+                    try:
+                        self.render(name, language, context)
+                    except TemplateFault as fault:
+                        faults.append(fault)
+                        break  # one fault a template is enough to name
+        known = {f"{language}/{name}.j2" for language in LANGUAGES for name in TEMPLATE_NAMES}
+        if self.override is not None:
+            for found in sorted(self.override.rglob("*.j2")):
+                if found.relative_to(self.override).as_posix() not in known:
+                    faults.append(TemplateFault(str(found), None, "no notice has this name (expected e.g. hu/ack.j2)",
+                                                "UnknownTemplate"))
+        return faults
