@@ -230,12 +230,13 @@ def _megabytes(size: int) -> str:
 @click.command()
 @pass_app
 def check(app: App) -> None:
-    """Validate the config and try the database, IMAP and SMTP."""
+    """Validate the config, render every template and try the database, IMAP and SMTP."""
     from mailbridge.adapters.imap import imap_session
     from mailbridge.intake.watch import mailbox_identity
 
     settings = app.settings  # a config error exits 2 before anything is tried
     results: list[tuple[str, bool, str]] = [("config", True, str(app.config_file))]
+    results.extend(_check_templates(settings))
     try:
         missing = app.db.missing()
         pending = missing or app.db.pending_migrations()
@@ -302,6 +303,21 @@ def _check_agent_auth(app: App) -> tuple[str, bool, str]:
     found = ", ".join(f"{a} ({n})" for a, n in seen.most_common(3) if a) or "no Authentication-Results"
     return ("agent auth", False, f"none of the last {read} mails came through {', '.join(sorted(trusted))} "
                                  f"(on top: {found}): check security.trusted_authserv_ids")
+
+
+def _check_templates(settings: Settings) -> list[tuple[str, bool, str]]:
+    """Every notice's template in both languages, ops' overrides first, rendered with sample
+    data: a broken override is named (file and line) before a customer's mail needs it."""
+    from mailbridge.outbox.render import LANGUAGES, Renderer
+    from mailbridge.outbox.samples import TEMPLATE_NAMES
+
+    renderer = Renderer(settings.outbox.templates_path, settings.policy.timezone)
+    faults = renderer.check()
+    if faults:
+        return [("templates", False, str(fault)) for fault in faults]
+    overridden = len(list(renderer.override.rglob("*.j2"))) if renderer.override else 0
+    return [("templates", True, f"{len(TEMPLATE_NAMES) * len(LANGUAGES)} rendered"
+             + (f", {overridden} from {settings.outbox.templates_path}" if overridden else ""))]
 
 
 def _check_smtp(settings: Settings) -> tuple[str, bool, str]:
