@@ -63,7 +63,10 @@ def test_read_only_commands_before_init_create_nothing_and_name_the_resolved_pat
 
 def test_an_absolute_database_path_before_init_gets_no_slash_lesson(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text(f"[database]\nurl = 'sqlite:///{tmp_path}/m.db'\n[storage]\npath = '{tmp_path}/s'\n")
+    # Agents and a trusted server: `check` would read recent mail for the agents' authenticity.
+    config.write_text(f"[database]\nurl = 'sqlite:///{tmp_path}/m.db'\n[storage]\npath = '{tmp_path}/s'\n"
+                      "[security]\ntrusted_authserv_ids = ['mx.crossec.com']\n"
+                      "[[agents]]\nname = 'Kiss Anna'\nemail = 'kiss.anna@crossec.com'\n")
     result = run_module("--config", str(config), "tickets", "list", cwd=tmp_path)
     line = one_line(result)
     assert result.returncode == 1 and f"database {tmp_path}/m.db does not exist yet" in line
