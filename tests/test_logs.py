@@ -14,7 +14,10 @@ import signal
 import subprocess
 import time
 
+import pytest
 from factory import simple_mail
+
+from mailbridge.logs import command_level
 
 
 def on_terminal(command: list[str], timeout: float = 120) -> str:
@@ -91,3 +94,27 @@ def test_the_daemon_s_journal_holds_json_lines_only_the_scheduler_s_too(mailbox,
     records = [json.loads(line) for line in lines]  # stdout and stderr: not one plain line
     assert "intake.polled" in {r["event"] for r in records}
     assert any(r.get("logger", "").startswith("apscheduler") for r in records), lines[:20]
+
+
+class _Stream:
+    def __init__(self, terminal: bool):
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize("configured, verbose, terminal, level", [
+    ("info", 0, True, "warning"),     # a person at a terminal: only what needs them
+    ("error", 0, True, "error"),      # quieter still if ops asked for it
+    ("debug", 0, True, "warning"),
+    ("info", 1, True, "info"),        # -v
+    ("error", 1, True, "info"),
+    ("debug", 1, True, "debug"),
+    ("warning", 2, True, "debug"),    # -vv
+    ("info", 0, False, "info"),       # a journal, a file, cron: as configured
+    ("debug", 0, False, "debug"),
+    ("warning", 1, False, "info"),
+])
+def test_the_level_of_a_command(configured, verbose, terminal, level):
+    assert command_level(configured, verbose, _Stream(terminal)) == level
