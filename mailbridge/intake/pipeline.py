@@ -13,7 +13,9 @@ both cores work.
 `imap.parse_timeout` gets that as its quarantine reason, and the worker that
 hung on it is killed and replaced; a worker that dies (a parser crash, the
 kernel's OOM killer) costs only the mail in hand. So no mail can hold a poll,
-whatever a parser does with it, and the other workers go on meanwhile.
+whatever a parser does with it, and the other workers go on meanwhile. A worker
+is handed a few mails ahead of its answers (`AHEAD_MAILS`), so it goes on reading
+while this process, busy storing, takes its answers late.
 
 A worker writes what it read (each attachment, the compressed raw copy) to the
 attachment store's staging folder and sends back only the rest: the poller
@@ -54,6 +56,11 @@ PIPELINE_BATCHES = 3
 PIPELINE_BYTES = 64 * 1024 * 1024
 # Worker processes for one poll, at most (and never more than the cores, or the mails).
 MAX_WORKERS = 4
+# Mails handed to a worker before its answers, at most, and their bytes (a bigger mail goes
+# alone). The store holds the GIL: an answer taken a switch interval (5 ms) late must not
+# leave the worker idle. With one mail at a time, a busy store cut the workers to a quarter.
+AHEAD_MAILS = 16
+AHEAD_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -206,16 +213,48 @@ class ParseWorkers:
         self.close()
 
     def _feed(self, worker: "_Worker") -> None:
+        """Hands mails to one worker, up to AHEAD_MAILS before its answers, and takes the answers in order."""
+        waiting: deque[tuple[bytes, Future]] = deque()  # taken (or back from a lost worker), not handed over yet
+        sent: deque[tuple[bytes, Future]] = deque()  # handed over, in order, not answered yet
+        closing = False
         try:
-            while (job := self._jobs.get()) is not None:
-                raw, future = job
-                if not future.set_running_or_notify_cancel():
+            while True:
+                if not closing and not waiting and len(sent) < AHEAD_MAILS:
+                    try:
+                        job = self._jobs.get(block=not sent)
+                    except queue.Empty:
+                        job = ()
+                    if job is None:
+                        closing = True
+                    elif job and job[1].set_running_or_notify_cancel():
+                        waiting.append(job)
+                if waiting and (not sent or (len(sent) < AHEAD_MAILS
+                                             and sum(len(r) for r, _ in sent) + len(waiting[0][0]) <= AHEAD_BYTES)):
+                    raw, future = waiting.popleft()
+                    try:
+                        handed = worker.send(raw, fresh=not sent)
+                    except BaseException as exc:  # the waiting poll raises it: a worker that cannot start
+                        future.set_exception(exc)
+                        continue
+                    if handed:
+                        sent.append((raw, future))
+                        continue
+                    waiting.appendleft((raw, future))  # to its successor, once the answers in the pipe are read
+                if not sent:
+                    if closing and not waiting:
+                        return
                     continue
-                try:
-                    future.set_result(worker.prepare(raw))
-                except BaseException as exc:  # the waiting poll raises it: a worker that cannot start, a full disk
-                    future.set_exception(exc)
-                job = raw = None  # type: ignore[assignment]  # not held while waiting for the next: memory
+                raw, future = sent.popleft()
+                answer = worker.receive()
+                if isinstance(answer, _Lost):  # killed or dead on this mail: the ones after it go to its successor
+                    waiting.extendleft(reversed(sent))
+                    sent.clear()
+                    answer = answer.why
+                if isinstance(answer, StorageError):  # the waiting poll raises it: a full disk
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
+                raw = future = None  # type: ignore[assignment]  # not held while waiting for the next: memory
         finally:
             worker.stop()
 
@@ -228,34 +267,39 @@ class _Worker:
         self.process: multiprocessing.process.BaseProcess | None = None
         self.connection: Connection | None = None
 
-    def prepare(self, raw: bytes) -> Prepared | Unreadable:
-        connection = self._ready()
+    def send(self, raw: bytes, fresh: bool) -> bool:
+        """Hands a mail over; False if the worker is gone since its last answer with mails in
+        hand (`fresh` False): the next `receive` finds out which one it died on. With none in
+        hand it is replaced at once (killed from outside: not this mail's fault)."""
         try:
-            connection.send_bytes(raw)
-        except OSError:  # it died since its last mail (killed from outside): not this mail's fault
-            self.stop()
-            connection = self._ready()
-            connection.send_bytes(raw)
+            self._ready().send_bytes(raw)
+            return True
+        except OSError:
+            if not fresh:
+                return False
+        self.stop()
+        self._ready().send_bytes(raw)
+        return True
+
+    def receive(self) -> "Prepared | Unreadable | StorageError | _Lost":
+        """The answer for the oldest mail handed over. Its time budget runs from now: the
+        worker began it when it sent the answer before, at most a GIL switch earlier."""
+        connection = self.connection
         if not connection.poll(self.seconds):  # also wakes when the worker dies
             self._replace("timeout")
-            return Unreadable(f"parse took longer than {self.seconds:g} s")
+            return _Lost(Unreadable(f"parse took longer than {self.seconds:g} s"))
         try:
-            result = connection.recv()
+            return connection.recv()
         except (EOFError, OSError):
             self.process.join(5)
             code = self.process.exitcode
             self._replace("died", exit_code=code)
-            return Unreadable(f"the parser process died on this mail (exit code {code})")
-        if isinstance(result, StorageError):
-            raise result
-        return result
+            return _Lost(Unreadable(f"the parser process died on this mail (exit code {code})"))
 
     def _ready(self) -> Connection:
         if self.connection is not None:
             return self.connection
-        # forkserver, not fork: the fetch thread may hold locks at fork time.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mailbridge.intake.prepare"])
+        context = _forkserver()
         ours, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(theirs, self.options, self.files, self.prepare_one,
                                                        os.getpid()),
@@ -287,6 +331,31 @@ class _Worker:
         self.process = self.connection = None
 
 
+@dataclass(frozen=True)
+class _Lost:
+    """A worker killed (over the time budget) or dead on the mail in hand; why, for that mail."""
+
+    why: Unreadable
+
+
+def _forkserver() -> multiprocessing.context.BaseContext:
+    # forkserver, not fork: the fetch thread may hold locks at fork time. The server
+    # imports the parse stage once; each worker forked from it starts at once.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["mailbridge.intake.prepare"])
+    return context
+
+
+def start_forkserver() -> None:
+    """Starts the process parse workers are forked from, unless it runs already: its
+    imports (mail-parser, the phrase tables: 0.3-0.5 s) then run beside what the
+    poll does before it hands over the first mail, not after."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
+
+
 def _stage(result: Prepared, raw: bytes, files: AttachmentStore) -> Prepared:
     """The result with its raw copy and attachments written to the staging folder, not carried."""
     mail, staged = result.mail, []
@@ -305,12 +374,20 @@ def _serve(connection: Connection, options: PrepareOptions, files: AttachmentSto
     """The worker: mail in, Prepared (or Unreadable, or the StorageError that kept
     it from staging its files) out, until the pipe closes."""
     _follow_parent(parent)
-    connection.send("ready")
-    while True:
+    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def take() -> None:
+        # The mails handed over are read at once, whatever this worker is busy with: the
+        # poller never waits to hand one over while this one waits to answer (no deadlock).
         try:
-            raw = connection.recv_bytes()
-        except EOFError:
-            return
+            while True:
+                inbox.put(connection.recv_bytes())
+        except (EOFError, OSError):
+            inbox.put(None)
+
+    threading.Thread(target=take, daemon=True, name="mail-in").start()
+    connection.send("ready")
+    while (raw := inbox.get()) is not None:
         result = prepare(raw, options)
         if isinstance(result, Prepared):
             try:

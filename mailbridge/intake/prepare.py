@@ -8,14 +8,17 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from mailbridge.config import Settings
 from mailbridge.errors import UnparseableMail
 from mailbridge.intake.parse import parse_mail
 from mailbridge.mail import ParsedMail
 from mailbridge.policy import loops
 from mailbridge.policy.classify import DEFAULT_RULES, Classification, Rule, classify, guess_language
 from mailbridge.policy.mail_rules import SPAM, MailRule, RuleVerdict, SpamPolicy, apply_rules
+
+if TYPE_CHECKING:  # the parse workers import this module, and have no use for pydantic and the config (0.1 s)
+    from mailbridge.config import Settings
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from mailbridge.adapters.imap import ImapConnection
 from mailbridge.config import MailboxSettings, Settings
 from mailbridge.errors import StorageError, UsageError
 from mailbridge.intake.fetch import fetch_new
-from mailbridge.intake.pipeline import ParseWorkers, ReadAhead
+from mailbridge.intake.pipeline import ParseWorkers, ReadAhead, start_forkserver
 from mailbridge.intake.prepare import Prepared, PrepareOptions, Unreadable
 from mailbridge.intake.store import (
     PROCESSED,
@@ -102,6 +102,8 @@ class Intake:
         statements = self.db.statements
         self._sweep_staged_files()
         state = imap.select(s.folder)
+        if state.exists:  # mail waits: the parse workers get ready while the poll looks for what is new
+            start_forkserver()
         if mover is not imap:
             mover.select(s.folder)
         self._finish_pending_moves(mover, state.uidvalidity, report)
