@@ -1,20 +1,25 @@
 """Intake benchmark: `mailbridge poll --once` against a raw IMAP fetch of the same mailbox.
 
-    python bench/intake.py [--messages 5000] [--big-attachment-mb 25]
+    python bench/intake.py [--messages 5000] [--big-attachment-mb 25] [--database postgresql]
 
 Starts a private Dovecot on loopback (tests/servers.py), delivers N generated
 mails (Hungarian text, some replies, a few with attachments), then prints:
 raw fetch rate, intake rate (messages/s, MB/s), their ratio, peak RSS of the
 poller, the cost of an empty poll after 10 and after N processed messages,
-the peak RSS for one message with a large attachment, and the figures of
-bench/corpora.py (reply stripping and bounces on tests/corpus/).
+the peak RSS for one message with a large attachment, where the poll's time
+went (its `intake.polled` log event: how long the store waited for the parse
+workers and for the fetch, storing, moving), the raw copies' stored size, and
+the figures of bench/corpora.py (reply stripping and bounces on tests/corpus/).
+With `--database postgresql` the same mails are also taken in by a throwaway
+PostgreSQL cluster (tests/servers.py), its rate printed beside SQLite's.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import write_config  # noqa: E402
 from factory import simple_mail  # noqa: E402
-from servers import Dovecot  # noqa: E402
+from servers import Dovecot, Postgres  # noqa: E402
 
 import corpora  # noqa: E402  (bench/corpora.py: how right the same intake reads real mail)
 
@@ -92,57 +97,83 @@ _WRAPPER = (
 )
 
 
-def timed(command: list[str]) -> tuple[float, int, str]:
+def timed(command: list[str]) -> tuple[float, int, str, dict]:
     """Wall time, peak RSS (KiB) of the command (the largest of it and its waited-for
-    workers), and its stdout."""
+    workers), its stdout, and its `intake.polled` log event (empty if none)."""
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", _WRAPPER, *command], capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
     *out, peak = result.stdout.strip().splitlines()
-    return elapsed, int(peak), "\n".join(out)
+    polled = {}
+    for line in result.stderr.splitlines():
+        if '"intake.polled"' in line:
+            polled = json.loads(line)
+    return elapsed, int(peak), "\n".join(out), polled
 
 
 def mailbridge(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args]
 
 
-def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes]) -> dict:
+def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes], database: str | None = None) -> dict:
+    """`database`: a database URL (the default: an SQLite file in the case's folder)."""
+    import sqlalchemy as sa
+
     mailbox = server.new_mailbox()
     mailbox.deliver_many(mails)
     folder = root / name
     folder.mkdir()
+    database = database or f"sqlite:///{folder}/mailbridge.db"
     config = write_config(folder / "mailbridge.toml", mailbox.imap_settings(), None,
                           imap={"batch_size": 200}, storage={"max_attachment_bytes": 30 * 1024 * 1024},
-                          logging={"level": "warning"})
+                          database={"url": database}, logging={"level": "info", "format": "json"})
     subprocess.run(mailbridge(config, "init"), check=True, capture_output=True)
     fetch_s, size = raw_fetch(mailbox)
-    empty_before, _, _ = timed(mailbridge(config, "tickets", "list", "--limit", "1", "--json"))  # start-up cost
-    poll_s, rss, out = timed(mailbridge(config, "poll", "--once"))
-    idle_s, _, _ = timed(mailbridge(config, "poll", "--once"))
+    empty_before, *_ = timed(mailbridge(config, "tickets", "list", "--limit", "1", "--json"))  # start-up cost
+    poll_s, rss, out, polled = timed(mailbridge(config, "poll", "--once"))
+    idle_s, *_ = timed(mailbridge(config, "poll", "--once"))
+    engine = sa.create_engine(database)
+    with engine.connect() as db:
+        # What the raw copies take in the database, against the mails as they came.
+        kept, received = db.execute(sa.text("select sum(length(data)), sum(size) from raw_message")).one()
     idle_100k_s = None
     if len(mails) >= 1000:
         # 100,000 more processed messages in the intake log: an empty poll must not notice.
-        import sqlite3
-
-        with sqlite3.connect(folder / "mailbridge.db") as db:
-            uidvalidity = db.execute("select uidvalidity from intake_log limit 1").fetchone()[0]
-            db.executemany(
-                "insert into intake_log (mailbox, folder, uidvalidity, uid, state, target, attempts, reason,"
-                " created_at, updated_at) values ('default', 'INBOX', ?, ?, 'moved', 'processed', 0, '',"
-                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
-                [(uidvalidity, 1_000_000 + i) for i in range(100_000)],
+        with engine.begin() as db:
+            uidvalidity = db.execute(sa.text("select uidvalidity from intake_log limit 1")).scalar_one()
+            db.execute(
+                sa.text("insert into intake_log (mailbox, folder, uidvalidity, uid, state, target, attempts, reason,"
+                        " created_at, updated_at) values ('default', 'INBOX', :v, :uid, 'moved', 'processed', 0, '',"
+                        " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"),
+                [{"v": uidvalidity, "uid": 1_000_000 + i} for i in range(100_000)],
             )
-        idle_100k_s, _, _ = timed(mailbridge(config, "poll", "--once"))
+        idle_100k_s, *_ = timed(mailbridge(config, "poll", "--once"))
+    engine.dispose()
     return {"n": len(mails), "bytes": size, "fetch_s": fetch_s, "poll_s": poll_s, "startup_s": empty_before,
-            "rss_kib": rss, "idle_s": idle_s, "idle_100k_s": idle_100k_s, "out": out}
+            "rss_kib": rss, "idle_s": idle_s, "idle_100k_s": idle_100k_s, "out": out, "polled": polled,
+            "kept_bytes": kept or 0, "received_bytes": received or 0}
+
+
+def where_time_went(case: dict) -> str:
+    """The poll's own account (`intake.polled`): what the store waited for, and its own work."""
+    polled = case["polled"]
+    if not polled:
+        return "  (no intake.polled event)"
+    line = (f"  waited for parse workers {polled['waited_prepare_s']:.2f} s, for the fetch {polled['waited_fetch_s']:.2f} s;"
+            f" storing {polled['storing_s']:.2f} s, moving {polled['moving_s']:.2f} s")
+    if "statements" in polled:
+        line += f"; {polled['statements'] / case['n']:.2f} statements per mail"
+    return line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--big-attachment-mb", type=int, default=25)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: the main case also against a throwaway PostgreSQL cluster")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
     mails = corpus(args.messages)
@@ -151,6 +182,15 @@ def main() -> None:
     with Dovecot(root / "dovecot") as server:
         small = run_case(root, server, "small", corpus(10))
         big = run_case(root, server, "main", mails)
+        pg = None
+        if args.database == "postgresql":
+            # Its own folder: the server runs as the postgres user, who cannot enter ours.
+            postgres = Postgres(tempfile.mkdtemp(prefix="mailbridge-bench-pg-")).start()
+            try:
+                pg = run_case(root, server, "main-postgresql", mails, postgres.create_database("bench"))
+            finally:
+                postgres.stop()
+                shutil.rmtree(postgres.root, ignore_errors=True)
         message = EmailMessage()
         message["From"] = "nagy.peter@example.hu"
         message["To"] = "support@crossec.com"
@@ -166,11 +206,20 @@ def main() -> None:
     print(f"raw imapclient fetch:  {n / big['fetch_s']:8.0f} msg/s  {mb / big['fetch_s']:6.1f} MB/s  ({big['fetch_s']:.2f} s)")
     print(f"mailbridge poll --once: {n / big['poll_s']:8.0f} msg/s  {mb / big['poll_s']:6.1f} MB/s  ({big['poll_s']:.2f} s wall,"
           f" {big['startup_s']:.2f} s of it process start-up)")
-    print(f"  without start-up:     {n / work_s:8.0f} msg/s")
+    print(f"  without start-up:     {n / work_s:8.0f} msg/s  ({n / work_s / (n / parse_s):.2f}x mail-parser alone)")
+    print(where_time_went(big))
+    if pg is not None:
+        pg_work_s = pg["poll_s"] - pg["startup_s"]
+        print(f"on PostgreSQL, without start-up: {n / pg_work_s:8.0f} msg/s  ({work_s / pg_work_s:.2f}x SQLite's"
+              f" {n / work_s:.0f} msg/s in the same run)")
+        print(where_time_went(pg))
     print(f"mail-parser alone, one core: {n / parse_s:8.0f} msg/s  ({n / parse_s / (n / big['fetch_s']):.2f}x the raw fetch)")
     print(f"our parse stage, one core:   {n / ours_s:8.0f} msg/s  ({parse_s / ours_s:.2f}x mail-parser alone)")
     print(f"ratio to raw fetch:     {big['fetch_s'] / big['poll_s']:.2f}x wall, {big['fetch_s'] / work_s:.2f}x without start-up")
     print(f"peak RSS (poller and workers): {big['rss_kib'] / 1024:.0f} MB")
+    print(f"raw copies kept: {big['kept_bytes'] / 1e6:.2f} MB for {big['received_bytes'] / 1e6:.2f} MB received"
+          f" ({big['kept_bytes'] / max(1, big['received_bytes']):.0%}); one with a {args.big_attachment_mb} MB attachment:"
+          f" {huge['kept_bytes'] / 1e6:.1f} MB for {huge['received_bytes'] / 1e6:.1f} MB")
     print(f"empty poll after 10 processed: {small['idle_s']:.2f} s; after {n}: {big['idle_s']:.2f} s;"
           f" after {n + 100_000}: {big['idle_100k_s']:.2f} s (mostly process start-up)")
     print(f"one message with a {args.big_attachment_mb} MB attachment: {huge['poll_s']:.2f} s, peak RSS {huge['rss_kib'] / 1024:.0f} MB")
