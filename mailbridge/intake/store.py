@@ -33,7 +33,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from mailbridge.adapters.db import in_chunks, insert_statement
+from mailbridge.adapters.db import KeysTaken, in_chunks, insert_statement
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.config import Settings
 from mailbridge.errors import StorageError
@@ -143,7 +143,7 @@ class MailStore:
     """Writes one batch; also the thread stage's TicketIndex for that batch."""
 
     def __init__(self, session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]] = (),
-                 buffered: bool = True):
+                 buffered: bool = True, predict: bool = True):
         self.session = session
         self.conn = session.connection()
         self.ctx = ctx
@@ -163,6 +163,7 @@ class MailStore:
         self._held_raw_bytes = 0
         # Opening tickets and acting on them is the workflow's; the store records mail.
         self.book = TicketBook(self.conn, ctx.settings, ctx.now, ctx.renderer, buffered=buffered)
+        self.book.keys.predict = predict
         self._prefetch(batch)
 
     # --- the batch's lookups, read once -------------------------------------
@@ -706,12 +707,37 @@ def store_batch(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMa
                 again: Quarantined | None = None) -> list[Outcome]:
     """What became of each mail of the batch, its rows written in `session`. `again`: the
     batch is the one mail of this quarantine entry, read again (`quarantine retry`)."""
-    store = MailStore(session, ctx, batch, buffered=again is None)  # a retry's one mail acts as it goes
-    if again is None:
-        outcomes = [store.store(raw, prepared) for raw, prepared in batch]
-    else:
+    if again is not None:
+        store = MailStore(session, ctx, batch, buffered=False)  # a retry's one mail acts as it goes
         [(raw, prepared)] = batch
         outcomes = [store.store_again(again, raw, prepared)]
+        store.finish()
+        return outcomes
+    if session.connection().dialect.name == "sqlite":  # one writer at a time: its keys are never taken
+        return _store_all(session, ctx, batch)
+    for attempt in range(PREDICTED_TRIES + 1):
+        # PostgreSQL: another host may take the ticket numbers the batch was given; then
+        # it is written again from a savepoint, at last with a nextval per ticket.
+        savepoint = session.begin_nested()
+        try:
+            outcomes = _store_all(session, ctx, batch, predict=attempt < PREDICTED_TRIES)
+        except KeysTaken:
+            savepoint.rollback()
+            log.info("intake.ticket_ids_taken", attempt=attempt + 1)
+            continue
+        savepoint.commit()
+        return outcomes
+    raise AssertionError("unreachable: the last try takes each number as it goes")
+
+
+# How often a batch's predicted ticket numbers may be found taken before it takes them one by one.
+PREDICTED_TRIES = 3
+
+
+def _store_all(session: Session, ctx: StoreContext, batch: Sequence[tuple[RawMail, Prepared | Unreadable]],
+               predict: bool = True) -> list[Outcome]:
+    store = MailStore(session, ctx, batch, predict=predict)
+    outcomes = [store.store(raw, prepared) for raw, prepared in batch]
     store.finish()
     return outcomes
 

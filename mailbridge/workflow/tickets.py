@@ -265,6 +265,7 @@ class TicketBook:
         columns (multi-row), the changes one statement per table and set of columns."""
         for table in KEYED:
             rows = self._rows[table.name]
+            self.keys.claim(table, list(rows))
             for shape in _by_shape(rows.values()):
                 self.conn.execute(insert_statement(table), shape)
             rows.clear()
