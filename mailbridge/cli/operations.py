@@ -44,6 +44,9 @@ def init(app: App) -> None:
 @pass_app
 def poll(app: App, once: bool) -> None:
     """One intake pass over new mail."""
+    from mailbridge.intake import forkserver
+
+    forkserver.start()  # the parse workers' imports run beside the ones below
     from mailbridge.adapters.imap import imap_session
     from mailbridge.intake.watch import mailbox_identity
     from mailbridge.intake.run import Intake

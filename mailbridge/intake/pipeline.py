@@ -40,6 +40,7 @@ from multiprocessing.connection import Connection
 from mailbridge import metrics
 from mailbridge.adapters.files import AttachmentStore
 from mailbridge.errors import StorageError
+from mailbridge.intake import forkserver
 from mailbridge.intake.fetch import NewMail
 from mailbridge.intake.prepare import Prepared, PrepareOptions, Staged, Unreadable, prepare_mail, raw_copy
 from mailbridge.logs import get_logger
@@ -299,7 +300,7 @@ class _Worker:
     def _ready(self) -> Connection:
         if self.connection is not None:
             return self.connection
-        context = _forkserver()
+        context = forkserver.context()
         ours, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(theirs, self.options, self.files, self.prepare_one,
                                                        os.getpid()),
@@ -336,24 +337,6 @@ class _Lost:
     """A worker killed (over the time budget) or dead on the mail in hand; why, for that mail."""
 
     why: Unreadable
-
-
-def _forkserver() -> multiprocessing.context.BaseContext:
-    # forkserver, not fork: the fetch thread may hold locks at fork time. The server
-    # imports the parse stage once; each worker forked from it starts at once.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["mailbridge.intake.prepare"])
-    return context
-
-
-def start_forkserver() -> None:
-    """Starts the process parse workers are forked from, unless it runs already: its
-    imports (mail-parser, the phrase tables: 0.3-0.5 s) then run beside what the
-    poll does before it hands over the first mail, not after."""
-    from multiprocessing import forkserver
-
-    _forkserver()
-    forkserver.ensure_running()
 
 
 def _stage(result: Prepared, raw: bytes, files: AttachmentStore) -> Prepared:

@@ -30,8 +30,9 @@ from mailbridge.adapters.files import AttachmentStore
 from mailbridge.adapters.imap import ImapConnection
 from mailbridge.config import MailboxSettings, Settings
 from mailbridge.errors import StorageError, UsageError
+from mailbridge.intake import forkserver
 from mailbridge.intake.fetch import fetch_new
-from mailbridge.intake.pipeline import ParseWorkers, ReadAhead, start_forkserver
+from mailbridge.intake.pipeline import ParseWorkers, ReadAhead
 from mailbridge.intake.prepare import Prepared, PrepareOptions, Unreadable
 from mailbridge.intake.store import (
     PROCESSED,
@@ -103,7 +104,7 @@ class Intake:
         self._sweep_staged_files()
         state = imap.select(s.folder)
         if state.exists:  # mail waits: the parse workers get ready while the poll looks for what is new
-            start_forkserver()
+            forkserver.start()  # (a no-op if the command started it already)
         if mover is not imap:
             mover.select(s.folder)
         self._finish_pending_moves(mover, state.uidvalidity, report)
