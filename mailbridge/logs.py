@@ -97,6 +97,17 @@ def _route_standard_logging(level: str, use_json: bool, stream: TextIO) -> None:
     # migration steps, which belong in the journal of `init`; at debug, everything.
     root.setLevel(logging.getLevelName(level.upper() if level == "debug" else max(level, "warning", key=_LEVELS.index).upper()))
     logging.getLogger("alembic").setLevel(logging.getLevelName(level.upper()))
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, _MigrationSteps) for f in migration.filters):
+        migration.addFilter(_MigrationSteps())
+
+
+class _MigrationSteps(logging.Filter):
+    """Of alembic's info, the steps ("Running upgrade 0004 -> 0005"), not its notes on the
+    dialect ("Context impl PostgresqlImpl.", "Will assume transactional DDL.") every run makes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != logging.INFO or str(record.msg).startswith("Running ")
 
 
 def _renderer(use_json: bool, stream: TextIO):  # type: ignore[no-untyped-def]
