@@ -133,14 +133,16 @@ class RowKeys:
     would have given, AUTOINCREMENT's remembered ones included. `forget` after rows went in
     some other way.
 
-    PostgreSQL: from the tables' sequences, as a column default takes them. The others
-    `BLOCK` at a time (a spare one is a number nobody sees). Ticket numbers are seen, and
-    a spare one would be a gap: they are predicted from the sequence's last value and
-    taken when their rows are written (`claim`), all in one statement and only if nobody
-    took one meanwhile, else KeysTaken. With `predict` off, one `nextval` a ticket."""
+    PostgreSQL: from the tables' sequences, as a column default takes them: messages',
+    raw copies' and reporters' `BLOCK` at a time (a spare one is a number nobody sees),
+    a quarantine entry's (ops see them, and there are few) one at a time. Ticket numbers
+    are seen, and a spare one would be a gap: they are predicted from the sequence's last
+    value and taken when their rows are written (`claim`), all in one statement and only
+    if nobody took one meanwhile, else KeysTaken. With `predict` off, one `nextval` a ticket."""
 
     BLOCK = 100
     PREDICTED = "ticket"
+    ONE_AT_A_TIME = frozenset({"ticket", "quarantine"})
 
     def __init__(self, conn: sa.Connection, tables: Sequence[sa.Table], predict: bool = True):
         self.conn = conn
@@ -160,7 +162,7 @@ class RowKeys:
             return key
         spare = self._spare.setdefault(name, [])
         if not spare:
-            count = 1 if name == self.PREDICTED else self.BLOCK
+            count = 1 if name in self.ONE_AT_A_TIME else self.BLOCK
             spare.extend(reversed(self.conn.execute(_NEXTVAL, {"table": name, "count": count}).scalars().all()))
         return spare.pop()
 
