@@ -96,8 +96,10 @@ def _route_standard_logging(level: str, use_json: bool, stream: TextIO) -> None:
     # The libraries' info is chatter (APScheduler notes every run of every job) except alembic's
     # migration steps, which belong in the journal of `init`; at debug, everything.
     root.setLevel(logging.getLevelName(level.upper() if level == "debug" else max(level, "warning", key=_LEVELS.index).upper()))
-    logging.getLogger("alembic").setLevel(logging.getLevelName(level.upper()))
+    # Of alembic, the migration steps only (not its plugins' and dialect's notes).
+    logging.getLogger("alembic").setLevel(logging.getLevelName(max(level, "warning", key=_LEVELS.index).upper()))
     migration = logging.getLogger("alembic.runtime.migration")
+    migration.setLevel(logging.getLevelName(level.upper()))
     if not any(isinstance(f, _MigrationSteps) for f in migration.filters):
         migration.addFilter(_MigrationSteps())
 
