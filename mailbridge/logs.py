@@ -57,11 +57,17 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     stream = stream or sys.stderr
     _pending = (level, fmt, stream)
     _route_standard_logging(level, fmt == "json" or (fmt == "auto" and not _is_terminal(stream)), stream)
-    # Libraries log through the standard module; keep their chatter out of our stream.
-    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
-    logging.getLogger("imapclient").setLevel(logging.WARNING)
+    quiet_libraries()
     if "structlog" in sys.modules:  # loggers may exist already: they read the new set-up at once
         _apply_pending()
+
+
+def quiet_libraries() -> None:
+    """Libraries log through the standard module; keep their chatter out of our stream. Also
+    for the parse workers, which start from a fresh interpreter: without it mail-parser's
+    warnings ("Email content 'rfc822-headers' not handled") reached stderr as bare lines."""
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+    logging.getLogger("imapclient").setLevel(logging.WARNING)
 
 
 class _LibraryRecords(logging.Handler):

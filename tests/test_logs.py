@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from factory import simple_mail
@@ -81,6 +82,8 @@ def test_the_daemon_s_journal_holds_json_lines_only_the_scheduler_s_too(mailbox,
     desk = mailbridge_for(mailbox, smtp_sink, logging={"level": "debug", "format": "json"},
                           imap={"poll_interval": 1, "timeout": 3})
     mailbox.deliver(simple_mail(1))
+    # A delivery report whose text/rfc822-headers part mail-parser warns about in the parse worker.
+    mailbox.deliver((Path(__file__).parent / "corpus" / "bounce_dsn_postfix.eml").read_bytes())
     journal = tmp_path / "journal.log"
     daemon = desk.start("run", output=journal)
     try:

@@ -43,7 +43,7 @@ from mailbridge.errors import StorageError
 from mailbridge.intake import forkserver
 from mailbridge.intake.fetch import NewMail
 from mailbridge.intake.prepare import Prepared, PrepareOptions, Staged, Unreadable, prepare_mail, raw_copy
-from mailbridge.logs import get_logger
+from mailbridge.logs import get_logger, quiet_libraries
 from mailbridge.mail import RawMail
 
 log = get_logger("mailbridge.intake")
@@ -357,6 +357,7 @@ def _serve(connection: Connection, options: PrepareOptions, files: AttachmentSto
     """The worker: mail in, Prepared (or Unreadable, or the StorageError that kept
     it from staging its files) out, until the pipe closes."""
     _follow_parent(parent)
+    quiet_libraries()
     inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
     def take() -> None:
