@@ -72,7 +72,7 @@ def new_text(text: str) -> str:
     start, kind = _history_start(lines, 0, scanned, _suspects(text, length))
     if start is None:
         return _tidy(lines)
-    mark = _QUOTED if kind == _QUOTED else _quoted_below(lines, start + kind_span(kind), scanned)
+    mark = _QUOTED if kind == _QUOTED else _quoted_below(lines, start + _kind_span(kind), scanned)
     own = lines[:start] + (_between_quotes(lines, start, scanned, mark) if mark else [])
     return _tidy(own)
 
@@ -94,15 +94,15 @@ def _suspects(text: str, end: int) -> list[int]:
     return found
 
 
-def kind_span(kind: str) -> int:
+def _kind_span(kind: str) -> int:
     """How many lines the introduction itself takes."""
     return {"attribution2": 2}.get(kind, 0 if kind == _QUOTED else 1)
 
 
-def _history_start(lines: list[str], first: int, last: int, suspects: list[int] | None = None) -> tuple[int | None, str]:
-    """The first line in lines[first:last] (of `suspects` among them, if given) that starts
-    quoted history, and what kind it is."""
-    for i in (range(first, last) if suspects is None else suspects):
+def _history_start(lines: list[str], first: int, last: int, suspects: list[int]) -> tuple[int | None, str]:
+    """The first of the `suspects` (line indexes, in order) within lines[first:last] that
+    starts quoted history, and what kind it is."""
+    for i in suspects:
         if i >= last:
             break
         if i < first:
@@ -238,8 +238,8 @@ def _between_quotes(lines: list[str], start: int, last: int, mark: str) -> list[
             continue
         found, kind = _history_start(lines, i, last, [i])
         if found is not None and kind != _QUOTED:
-            if _quoted_below(lines, i + kind_span(kind), last) == mark:
-                i += kind_span(kind)  # an introduction of the next ">" quote
+            if _quoted_below(lines, i + _kind_span(kind), last) == mark:
+                i += _kind_span(kind)  # an introduction of the next ">" quote
                 continue
             break
         own.append(lines[i])
