@@ -17,9 +17,10 @@ whatever a parser does with it, and the other workers go on meanwhile. A worker
 is handed a few mails ahead of its answers (`AHEAD_MAILS`), so it goes on reading
 while this process, busy storing, takes its answers late.
 
-A worker writes what it read (each attachment, the compressed raw copy) to the
-attachment store's staging folder and sends back only the rest: the poller
-never holds a big mail's files, and the store takes them from there. Files
+A worker writes what it read (each attachment, the compressed raw copy of a
+mail over `CARRIED_RAW_COPY`) to the attachment store's staging folder and
+sends back only the rest: the poller never holds a big mail's files, and the
+store takes them from there. Files
 staged for a mail that is then not stored (the poll stops, or fails) are
 deleted when `ReadAhead` ends; the server copies stay for the next poll.
 """
@@ -62,6 +63,9 @@ MAX_WORKERS = 4
 # leave the worker idle. With one mail at a time, a busy store cut the workers to a quarter.
 AHEAD_MAILS = 16
 AHEAD_BYTES = 1024 * 1024
+# A mail up to this size has its raw copy sent back in the worker's answer, not staged
+# in a file (see Staged): what the poller holds of pending batches stays bounded.
+CARRIED_RAW_COPY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -343,7 +347,7 @@ def _stage(result: Prepared, raw: bytes, files: AttachmentStore) -> Prepared:
     """The result with its raw copy and attachments written to the staging folder, not carried."""
     mail, staged = result.mail, []
     try:
-        staged.append(files.stage(raw_copy(raw)))
+        staged.append(b"".join(raw_copy(raw)) if len(raw) <= CARRIED_RAW_COPY else files.stage(raw_copy(raw)))
         staged += ["" if part.rejected else files.stage([part.data]) for part in mail.attachments]
     except BaseException:
         files.discard(staged)

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import groupby
-from pathlib import Path
 
 from sqlmodel import col, func, select, update
 
@@ -238,7 +237,7 @@ class Intake:
             except Exception as exc:
                 unstored = Unreadable(f"could not be stored: {type(exc).__name__}: {exc}"[:300])
                 if isinstance(result, Prepared) and result.staged is not None:  # kept with the quarantined mail
-                    raw = replace(raw, raw=zlib.decompress(Path(result.staged.raw_copy).read_bytes()))
+                    raw = replace(raw, raw=zlib.decompress(result.staged.raw_copy_bytes()))
                 with self.db.session() as session:
                     outcomes.extend(store_batch(session, self._context(), [(raw, unstored)], again))
         return outcomes

@@ -583,7 +583,9 @@ class MailStore:
         if digest in self.raw_ids:
             return self.raw_ids[digest]
         values = {"sha256": digest, "size": size, "created_at": self.ctx.now}
-        if staged is not None and (data := _small_copy(staged.raw_copy)) is not None:
+        if staged is not None and isinstance(staged.raw_copy, bytes):  # carried in the worker's answer
+            row_id = self._hold_raw(staged.raw_copy, values)
+        elif staged is not None and (data := _small_copy(staged.raw_copy)) is not None:
             row_id = self._hold_raw(data, values)
         elif staged is not None:
             row_id = _insert_raw_copy(self.conn, staged.raw_copy, self._keyed(values))
