@@ -99,7 +99,7 @@ class Intake:
     def poll(self, imap: ImapConnection, mover: ImapConnection | None = None) -> PollReport:
         """One pass over new mail. `mover` is a second connection, so moves don't wait on fetches."""
         s, mover, report = self.box, mover or imap, PollReport()
-        statements = self.db.statements
+        statements, started, cpu = self.db.statements, time.perf_counter(), time.process_time()
         self._sweep_staged_files()
         state = imap.select(s.folder)
         if state.exists:  # mail waits: the parse workers get ready while the poll looks for what is new
@@ -127,7 +127,8 @@ class Intake:
         report.fetched, report.waited_fetch, report.waited_prepare = read.fetched, read.waited_fetch, read.waited_prepare
 
         log.info("intake.polled", folder=s.folder, fetched=report.fetched, moved=report.moved, **report.outcomes,
-                 **report.timings(), statements=self.db.statements - statements)
+                 **report.timings(), statements=self.db.statements - statements,
+                 elapsed_s=round(time.perf_counter() - started, 3), cpu_s=round(time.process_time() - cpu, 3))
         for outcome, count in report.outcomes.items():
             metrics.MAILS.labels(self.mailbox, outcome).inc(count)
         metrics.record_poll(self.settings.storage.path, self.mailbox, self.clock())
