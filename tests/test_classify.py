@@ -171,6 +171,22 @@ def test_a_neutral_rule_shadows_words_that_only_start_like_a_keyword():
     assert classify("hibátlan, de van egy hiba", "", rules).category == BUG
 
 
+
+def test_a_keyword_two_rules_share_belongs_to_the_first():
+    rules = (Rule(("licenc",), category=INQUIRY), Rule(("licenc", "hiba"), category=BUG, area=NORMA))
+    assert classify("Licenc hiba", "", rules) == Classification(INQUIRY, NORMA)
+
+
+def test_a_keyword_may_end_in_signs_and_still_start_at_a_word():
+    rules = (Rule(("c++",), category=BUG),)
+    assert classify("Kérdés a C++ kódról", "", rules).category == BUG
+    assert classify("abc++", "", rules).category == OTHER
+
+
+def test_rules_without_any_keyword_classify_nothing():
+    assert classify("Számla", "hiba", (Rule(("", " "), category=BUG),)) == Classification(OTHER, OTHER)
+
+
 SAMPLES = Path(__file__).parent.parent / "mailbridge" / "demo" / "samples"
 
 
