@@ -149,6 +149,11 @@ class MailStore:
         self.ctx = ctx
         self.prefix = ctx.settings.tickets.id_prefix
         self.form_senders = frozenset(s.lower() for s in ctx.settings.forms.senders)
+        # Read once a batch: the settings build these sets anew on each call (a few µs a mail each).
+        settings = ctx.settings
+        self.agents, self.divisions, self.own = settings.agent_addresses, settings.division_addresses, settings.own_addresses
+        self.agent_names = {a.email: a.name for a in settings.agents}
+        self.staff = self.agents | self.divisions | self.own
         self._intake_rows: list[dict] = []
         self.incomplete_forms: list[tuple] = []
         self.logged: dict[tuple[str, int, int], _Logged] = {}
@@ -408,8 +413,8 @@ class MailStore:
         ordinary new mail (an authenticated agent may open a ticket by writing in, as anyone)."""
         parsed = prepared.mail
         sender = parsed.sender.email
-        desk = read_desk_command(parsed.new_text, {a.email: a.name for a in self.ctx.settings.agents})
-        is_agent = sender in self.ctx.settings.agent_addresses
+        desk = read_desk_command(parsed.new_text, self.agent_names)
+        is_agent = sender in self.agents
         if desk is None and not is_agent:
             return None
         authentic, why = self._authentic(parsed) if is_agent else (False, "not an agent")
@@ -450,8 +455,8 @@ class MailStore:
         participants = senders.Participants(
             reporter=ticket.reporter,
             others=frozenset(ticket.people | self.book.participants.get(ticket_id, set())),
-            agents=self.ctx.settings.agent_addresses,
-            divisions=self.ctx.settings.division_addresses,
+            agents=self.agents,
+            divisions=self.divisions,
         )
         role = senders.sender_role(parsed.sender.email, participants)
         forged = False
@@ -506,7 +511,7 @@ class MailStore:
             if form.incomplete:
                 flags = (*flags, "incomplete")
                 self.incomplete_forms.append((form.missing, form.unknown_values))
-        own = self.ctx.settings.own_addresses
+        own = self.own
         others: dict[str, str] = {}
         for role, addresses in (("to", parsed.to), ("cc", parsed.cc)):
             for address in addresses:
@@ -531,9 +536,7 @@ class MailStore:
         """Who a new ticket is for: From's address, or where From has none, Reply-To's, Sender's
         or Return-Path's, but never a staff or our own address: those act only from From,
         authenticated, so a fallback in an agent's name opens a ticket without a reporter."""
-        settings = self.ctx.settings
-        staff = settings.agent_addresses | settings.division_addresses | settings.own_addresses
-        return parsed.reporter if parsed.sender or parsed.reporter.email not in staff else parsed.sender
+        return parsed.reporter if parsed.sender or parsed.reporter.email not in self.staff else parsed.sender
 
     # --- rows --------------------------------------------------------------
 

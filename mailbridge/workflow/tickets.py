@@ -87,6 +87,7 @@ class TicketBook:
         self.conn = conn
         self.settings = settings
         self.now = now
+        self._deadlines: dict[datetime, datetime] = {}
         self.prefix = settings.tickets.id_prefix
         # renderer None: nobody is assigned or told here
         self.renderer = renderer
@@ -177,8 +178,13 @@ class TicketBook:
         return ticket_id
 
     def deadline(self, recorded_at: datetime) -> datetime:
+        # A batch's tickets are recorded at one time: the working days are counted once.
+        if (known := self._deadlines.get(recorded_at)) is not None:
+            return known
         p = self.settings.policy
-        return ack_deadline(recorded_at, p.ack_business_days, p.timezone, p.country).astimezone(timezone.utc)
+        found = ack_deadline(recorded_at, p.ack_business_days, p.timezone, p.country).astimezone(timezone.utc)
+        self._deadlines[recorded_at] = found
+        return found
 
     def reporter_id(self, person: Address) -> int:
         if not person.email:  # a caller known only by name (phone, post): a reporter of their own
