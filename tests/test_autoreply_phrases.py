@@ -203,3 +203,20 @@ def test_outlook_prefix(lang: str) -> None:
     assert is_auto_reply_subject(f"{prefix}: Re: [CRX-000007] Crossec Norma") == prefix
     # The prefix alone, without the colon, is ordinary text.
     assert is_auto_reply_subject(f"{prefix} Crossec Norma") is None
+
+
+def _first_phrase(subject: str) -> str | None:
+    """The table read one phrase at a time: what the fast path must agree with."""
+    text = re.sub(r"[\r\n\t]+", " ", unicodedata.normalize("NFC", subject))
+    for pattern in AUTO_REPLY_SUBJECT_PATTERNS:
+        if m := pattern.match(text):
+            return " ".join(m.group("phrase").split())
+    return None
+
+
+@pytest.mark.parametrize("opening", ["", "  ", "[", "( ", "[rt.example.com #4711] ", "[Ticket#1] (", "\t\r\n"])
+def test_only_the_phrases_that_can_start_there_are_tried_and_the_first_still_wins(opening: str) -> None:
+    subjects = [s for s, _ in POSITIVES] + NEGATIVES + [f"{p}:" for p in OUTLOOK_PREFIXES.values()]
+    for subject in subjects:
+        for variant in (opening + subject, opening + subject.upper(), opening + subject + "]"):
+            assert is_auto_reply_subject(variant) == _first_phrase(variant), variant
