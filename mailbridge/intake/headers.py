@@ -19,7 +19,7 @@ import base64
 import binascii
 import codecs
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import charset_normalizer
@@ -208,10 +208,11 @@ class HeaderReader:
         return next((a.name for a in again if a.email == found.email), found.name)
 
 
-def subject_of(reader: HeaderReader, decoded: str) -> str:
-    """The Subject, decoded from its bytes; `decoded` (mail-parser's) where the field cannot be read."""
+def subject_of(reader: HeaderReader, decoded: Callable[[], str]) -> str:
+    """The Subject, decoded from its bytes; `decoded()` (mail-parser's, asked only then: it
+    costs as much as our own reading) where the field cannot be read."""
     text = reader.field("subject")
-    return clean_line(decoded if text is None else text)
+    return clean_line(decoded() if text is None else text)
 
 
 # --- addresses ----------------------------------------------------------------------
