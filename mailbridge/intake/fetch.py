@@ -37,15 +37,16 @@ def plan_batches(sizes: dict[int, int], batch_size: int, max_bytes: int = MAX_BA
 
 
 def fetch_new(imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int,
-              max_bytes: int) -> "NewMail":
+              max_bytes: int, received: bool = True) -> "NewMail":
     """The new mail batch by batch, each as (asked UIDs, mails the server returned
-    whole, {UID: size} of those over `max_bytes`, not fetched).
+    whole, {UID: size} of those over `max_bytes`, not fetched). `received`: each
+    mail's RawMail.received is asked for (INTERNALDATE: only going live needs it).
 
     A UID asked for but not returned whole (no body, or not the size the
     server itself announced) is in the first list only: the caller records
     it for a retry and leaves the server copy where it is.
     """
-    return NewMail(imap, folder, uidvalidity, uids, batch_size, max_bytes)
+    return NewMail(imap, folder, uidvalidity, uids, batch_size, max_bytes, received)
 
 
 class NewMail(Iterator[tuple[list[int], list[RawMail], dict[int, int]]]):
@@ -53,9 +54,9 @@ class NewMail(Iterator[tuple[list[int], list[RawMail], dict[int, int]]]):
     weighs before it is fetched, so the caller can wait until it has room (memory)."""
 
     def __init__(self, imap: ImapConnection, folder: str, uidvalidity: int, uids: list[int], batch_size: int,
-                 max_bytes: int):
+                 max_bytes: int, received: bool = True):
         self.imap, self.folder, self.uidvalidity, self.max_bytes = imap, folder, uidvalidity, max_bytes
-        self.announced, self.received = imap.announced(uids)
+        self.announced, self.received = imap.announced(uids, received)
         # A UID without a size answer still gets asked for its body.
         self.batches = plan_batches({uid: min(self.announced.get(uid, 0), max_bytes) for uid in uids}, batch_size)
 

@@ -113,7 +113,9 @@ class Intake:
             log.debug("intake.idle", folder=s.folder)
             metrics.record_poll(self.settings.storage.path, self.mailbox, self.clock())
             return report
-        new_mail = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size, s.max_message_bytes)
+        # When the server received each mail matters only to a desk going live on a mailbox with history.
+        received = self.settings.tickets.acknowledge_since is not None
+        new_mail = fetch_new(imap, s.folder, state.uidvalidity, uids, s.batch_size, s.max_message_bytes, received)
         with ReadAhead(new_mail, PrepareOptions.from_settings(self.settings, s), self.files, seconds=s.parse_timeout,
                        max_bytes=s.max_message_bytes, fetch_beside=mover is not imap, on_read=self.on_batch) as read:
             for batch in read:
