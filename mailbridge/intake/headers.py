@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ _CHARSET_SUPERSETS = {
 _C1_CONTROLS = re.compile("[\x80-\x9f]")  # Latin-1 read of bytes that are not Latin-1 text
 
 
+@functools.lru_cache(maxsize=256)  # a few labels recur in every mail; at most 75 characters each
 def _codec(label: str) -> str | None:
     """Python's codec for a charset label, or None."""
     label = label.strip().strip('"').lower().split("*")[0]
@@ -156,10 +158,16 @@ def decode_words(text: str) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BLANKS = re.compile(r"[ \t\r\n]+")
 
 
 def clean_line(value: str) -> str:
-    return re.sub(r"[ \t\r\n]+", " ", _CONTROL.sub(" ", value)).strip()
+    if value.isprintable() and "  " not in value:
+        return value.strip()  # no control character, no run of blanks: most names and subjects
+    return _BLANKS.sub(" ", _CONTROL.sub(" ", value)).strip()
+
+
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
 
 
 def field_bytes(message, name: str) -> bytes | None:  # type: ignore[no-untyped-def]
@@ -170,7 +178,8 @@ def field_bytes(message, name: str) -> bytes | None:  # type: ignore[no-untyped-
         if key.lower() == name:
             if not isinstance(value, str):
                 value = str(value)
-            return re.sub(rb"\r?\n(?=[ \t])", b"", value.encode("ascii", "surrogateescape")).strip()
+            data = value.encode("ascii", "surrogateescape")
+            return (_FOLD.sub(b"", data) if b"\n" in data else data).strip()
     return None
 
 
