@@ -9,7 +9,7 @@ import pytest
 
 from mailbridge.vocabulary import AREAS, CATEGORIES
 from mailbridge.intake.parse import parse_mail
-from mailbridge.policy.classify import DEFAULT_RULES, Classification, Rule, classify, fold
+from mailbridge.policy.classify import DEFAULT_RULES, Classification, Rule, classify, fold, guess_language
 
 # P4
 GENERAL = "Általános kérdés"
@@ -185,6 +185,27 @@ def test_a_keyword_may_end_in_signs_and_still_start_at_a_word():
 
 def test_rules_without_any_keyword_classify_nothing():
     assert classify("Számla", "hiba", (Rule(("", " "), category=BUG),)) == Classification(OTHER, OTHER)
+
+
+
+@pytest.mark.parametrize(
+    "text, default, language",
+    [
+        ("Dear team, please help. Thanks!", "hu", "en"),
+        ("Tisztelt Ügyfélszolgálat! A számla hibás, kérem javítsák.", "en", "hu"),
+        ("THANK YOU", "hu", "en"),  # case does not matter
+        ("Szia", "en", "en"),  # no known word: the default
+        ("Szia", "hu", "hu"),
+        # only whole words count: not "thanks" in "thanksgiving", "the" in "themes", "hi" in
+        # "hiking" or in "hi_there" (an underscore joins words)
+        ("thanksgiving themes hiking hi_there", "hu", "hu"),
+        ("hi, hello", "hu", "en"),
+        ("invoice: őű", "en", "hu"),  # ő and ű count for Hungarian
+        ("the invoice, köszönöm ő", "hu", "hu"),  # two against two: the default
+    ],
+)
+def test_guess_language(text, default, language):
+    assert guess_language(text, default) == language
 
 
 SAMPLES = Path(__file__).parent.parent / "mailbridge" / "demo" / "samples"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 OTHER = "Egyéb"
@@ -65,6 +66,16 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode("ascii")
 
 
+def _alternation(words: Iterable[str]) -> str:
+    """Literal words as one alternation, grouped by first letter (in their order within a
+    group): where no word can start, the engine rejects all groups but one on one character,
+    and where several can, the first word in order that matches still wins."""
+    by_first: dict[str, list[str]] = {}
+    for word in words:
+        by_first.setdefault(word[0], []).append(re.escape(word[1:]))
+    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in by_first.items())
+
+
 @dataclass(frozen=True)
 class _Compiled:
     pattern: re.Pattern[str]
@@ -72,11 +83,9 @@ class _Compiled:
 
 
 def _compile(rules: tuple[Rule, ...]) -> _Compiled:
-    """One pattern for all rules' folded keywords: the text is scanned once. A word boundary first, so
-    keywords are only tried where a word starts. They are grouped by first letter (each group
-    in rule order), so at a word start the engine skips every group but one on a single
-    character: 120 -> 24 µs a mail on the bench corpus, against one group a rule. At a given
-    place the first keyword in rule order still wins, as it did with one alternative each.
+    """One pattern for all rules' folded keywords: the text is scanned once. A word boundary
+    first, so keywords are only tried where a word starts; at a given place the first keyword
+    in rule order wins, as it did with one group a rule (120 µs a mail; this takes 24).
     A keyword that folds to nothing (empty, or only non-Latin letters) would match
     everywhere, so it is left out; a rule left with no keyword matches nothing."""
     owner: dict[str, int] = {}
@@ -84,11 +93,7 @@ def _compile(rules: tuple[Rule, ...]) -> _Compiled:
         for keyword in (fold(k).strip() for k in rule.keywords):
             if keyword:
                 owner.setdefault(keyword, index)
-    by_first: dict[str, list[str]] = {}
-    for keyword in owner:
-        by_first.setdefault(keyword[0], []).append(re.escape(keyword[1:]))
-    groups = "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in by_first.items())
-    return _Compiled(re.compile(rf"\b(?:{groups})" if groups else "(?!)"), owner)
+    return _Compiled(re.compile(rf"\b(?:{_alternation(owner)})" if owner else "(?!)"), owner)
 
 
 _compiled_cache: dict[tuple[Rule, ...], _Compiled] = {}
@@ -113,14 +118,17 @@ def classify(subject: str, body: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -
 
 _HUNGARIAN_WORDS = frozenset("és hogy nem köszönöm kérem tisztelt üdvözlettel számla hiba szeretném kérdés".split())
 _ENGLISH_WORDS = frozenset("the and please thank thanks regards dear hello hi would could invoice issue".split())
-_WORD = re.compile(r"\w+")
+# Those words where they stand whole (a run of word characters of their own), and no other
+# word is cut out of the text: 41 -> 20 µs a mail on the bench corpus against every word.
+_KNOWN_WORD = re.compile(rf"\b(?:{_alternation(sorted(_HUNGARIAN_WORDS | _ENGLISH_WORDS))})\b")
 
 
 def guess_language(text: str, default: str) -> str:
     """`hu` or `en` for the notices a ticket gets: whichever the mail reads more like."""
-    words = _WORD.findall(text.lower())
-    hungarian = sum(1 for w in words if w in _HUNGARIAN_WORDS) + text.count("ő") + text.count("ű")
-    english = sum(1 for w in words if w in _ENGLISH_WORDS)
+    words = _KNOWN_WORD.findall(text.lower())
+    known_hungarian = sum(map(_HUNGARIAN_WORDS.__contains__, words))
+    hungarian = known_hungarian + text.count("ő") + text.count("ű")
+    english = len(words) - known_hungarian
     if english > hungarian:
         return "en"
     if hungarian > english:
