@@ -4,7 +4,10 @@
 
 Starts a private Dovecot on loopback (tests/servers.py), delivers N generated
 mails (Hungarian text, some replies, a few with attachments), then prints:
-raw fetch rate, intake rate (messages/s, MB/s), their ratio, peak RSS of the
+raw fetch rate, intake rate (messages/s, MB/s; without start-up: the poll's
+own time, `intake.polled`'s elapsed_s), their ratio, mail-parser alone, our
+parse stage and the workers' whole job on one core, the CPU a mail costs in
+the poller and in its parse workers, peak RSS of the
 poller, the cost of an empty poll after 10 and after N processed messages,
 the peak RSS for one message with a large attachment, where the poll's time
 went (its `intake.polled` log event: how long the store waited for the parse
@@ -23,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -65,6 +69,19 @@ def parser_alone(mails: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
+def prepare_alone(mails: list[bytes]) -> float:
+    """Seconds the workers' whole job (parse, screen, classify: `prepare_mail`) takes for
+    these mails on one core, with the default rules."""
+    from mailbridge.intake.prepare import PrepareOptions, prepare_mail
+    from mailbridge.policy.classify import DEFAULT_RULES
+
+    options = PrepareOptions(30 * 1024 * 1024, frozenset({"support@crossec.com"}), DEFAULT_RULES, "hu")
+    start = time.perf_counter()
+    for raw in mails:
+        prepare_mail(raw, options)
+    return time.perf_counter() - start
+
+
 def parse_alone(mails: list[bytes]) -> float:
     """Seconds our parse stage (mail-parser plus what we add: charsets, reply stripping,
     attachment names, bounce reading) takes for these mails on one core."""
@@ -95,14 +112,35 @@ _WRAPPER = (
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     "sys.exit(result.returncode)\n"
 )
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
-def timed(command: list[str]) -> tuple[float, int, str, dict]:
+def _watch_workers(stop: threading.Event, seen: dict[str, float]) -> None:
+    """The CPU seconds of each parse worker (and the forkserver they fork from), read from
+    /proc while they live: they are not the command's waited-for children."""
+    while not stop.is_set():
+        for pid in os.listdir("/proc"):
+            try:
+                if pid.isdigit() and b"multiprocessing.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    seen[pid] = max(seen.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / _TICK)
+            except OSError:
+                pass
+        stop.wait(0.02)
+
+
+def timed(command: list[str]) -> tuple[float, int, str, dict, float]:
     """Wall time, peak RSS (KiB) of the command (the largest of it and its waited-for
-    workers), its stdout, and its `intake.polled` log event (empty if none)."""
+    workers), its stdout, its `intake.polled` log event (empty if none), and the CPU
+    seconds its parse workers and their forkserver took."""
+    stop, seen = threading.Event(), {}
+    watcher = threading.Thread(target=_watch_workers, args=(stop, seen), daemon=True)
+    watcher.start()
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", _WRAPPER, *command], capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    stop.set()
+    watcher.join()
     if result.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
     *out, peak = result.stdout.strip().splitlines()
@@ -110,7 +148,7 @@ def timed(command: list[str]) -> tuple[float, int, str, dict]:
     for line in result.stderr.splitlines():
         if '"intake.polled"' in line:
             polled = json.loads(line)
-    return elapsed, int(peak), "\n".join(out), polled
+    return elapsed, int(peak), "\n".join(out), polled, sum(seen.values())
 
 
 def mailbridge(config: Path, *args: str) -> list[str]:
@@ -131,8 +169,7 @@ def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes], databas
                           database={"url": database}, logging={"level": "info", "format": "json"})
     subprocess.run(mailbridge(config, "init"), check=True, capture_output=True)
     fetch_s, size = raw_fetch(mailbox)
-    empty_before, *_ = timed(mailbridge(config, "tickets", "list", "--limit", "1", "--json"))  # start-up cost
-    poll_s, rss, out, polled = timed(mailbridge(config, "poll", "--once"))
+    poll_s, rss, out, polled, workers_cpu_s = timed(mailbridge(config, "poll", "--once"))
     idle_s, *_ = timed(mailbridge(config, "poll", "--once"))
     engine = sa.create_engine(database)
     with engine.connect() as db:
@@ -151,9 +188,10 @@ def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes], databas
             )
         idle_100k_s, *_ = timed(mailbridge(config, "poll", "--once"))
     engine.dispose()
-    return {"n": len(mails), "bytes": size, "fetch_s": fetch_s, "poll_s": poll_s, "startup_s": empty_before,
+    return {"n": len(mails), "bytes": size, "fetch_s": fetch_s, "poll_s": poll_s,
             "rss_kib": rss, "idle_s": idle_s, "idle_100k_s": idle_100k_s, "out": out, "polled": polled,
-            "kept_bytes": kept or 0, "received_bytes": received or 0}
+            "kept_bytes": kept or 0, "received_bytes": received or 0, "workers_cpu_s": workers_cpu_s,
+            "work_s": polled["elapsed_s"]}
 
 
 def where_time_went(case: dict) -> str:
@@ -179,6 +217,7 @@ def main() -> None:
     mails = corpus(args.messages)
     parse_s = parser_alone(mails)
     ours_s = parse_alone(mails)
+    prepare_s = prepare_alone(mails)
     with Dovecot(root / "dovecot") as server:
         small = run_case(root, server, "small", corpus(10))
         big = run_case(root, server, "main", mails)
@@ -201,20 +240,30 @@ def main() -> None:
         huge = run_case(root, server, "huge", [bytes(message)])
 
     n, mb = big["n"], big["bytes"] / 1e6
-    work_s = big["poll_s"] - big["startup_s"]
+    work_s = big["work_s"]  # the poll itself (`intake.polled`'s elapsed_s): no interpreter or import start-up
     print(f"messages: {n}, {mb:.1f} MB in the mailbox")
     print(f"raw imapclient fetch:  {n / big['fetch_s']:8.0f} msg/s  {mb / big['fetch_s']:6.1f} MB/s  ({big['fetch_s']:.2f} s)")
     print(f"mailbridge poll --once: {n / big['poll_s']:8.0f} msg/s  {mb / big['poll_s']:6.1f} MB/s  ({big['poll_s']:.2f} s wall,"
-          f" {big['startup_s']:.2f} s of it process start-up)")
-    print(f"  without start-up:     {n / work_s:8.0f} msg/s  ({n / work_s / (n / parse_s):.2f}x mail-parser alone)")
+          f" {big['poll_s'] - work_s:.2f} s of it process start-up and exit)")
+    print(f"  without start-up:     {n / work_s:8.0f} msg/s  ({n / work_s / (n / parse_s):.2f}x mail-parser alone,"
+          f" {big['fetch_s'] / work_s:.2f}x the raw fetch)")
     print(where_time_went(big))
     if pg is not None:
-        pg_work_s = pg["poll_s"] - pg["startup_s"]
+        pg_work_s = pg["work_s"]
         print(f"on PostgreSQL, without start-up: {n / pg_work_s:8.0f} msg/s  ({work_s / pg_work_s:.2f}x SQLite's"
               f" {n / work_s:.0f} msg/s in the same run)")
         print(where_time_went(pg))
     print(f"mail-parser alone, one core: {n / parse_s:8.0f} msg/s  ({n / parse_s / (n / big['fetch_s']):.2f}x the raw fetch)")
     print(f"our parse stage, one core:   {n / ours_s:8.0f} msg/s  ({parse_s / ours_s:.2f}x mail-parser alone)")
+    print(f"the workers' job alone (parse, screen, classify), one core: {n / prepare_s:8.0f} msg/s"
+          f"  ({parse_s / prepare_s:.2f}x mail-parser alone)")
+    polled = big["polled"]
+    if "cpu_s" in polled:
+        # What bounds intake on this machine: all the CPU a mail costs, over its cores.
+        poller_ms, workers_ms = polled["cpu_s"] * 1000 / n, big["workers_cpu_s"] * 1000 / n
+        cores = os.cpu_count() or 1
+        print(f"CPU a mail: poller {poller_ms:.2f} ms, parse workers {workers_ms:.2f} ms (with their start-up):"
+              f" at most {cores * n / (polled['cpu_s'] + big['workers_cpu_s']):.0f} msg/s on {cores} cores")
     print(f"ratio to raw fetch:     {big['fetch_s'] / big['poll_s']:.2f}x wall, {big['fetch_s'] / work_s:.2f}x without start-up")
     print(f"peak RSS (poller and workers): {big['rss_kib'] / 1024:.0f} MB")
     print(f"raw copies kept: {big['kept_bytes'] / 1e6:.2f} MB for {big['received_bytes'] / 1e6:.2f} MB received"
