@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+from email.policy import compat32
 import hashlib
 import mimetypes
 import re
@@ -96,8 +97,10 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
     attachments = tuple(_attachments(parsed, raw, max_attachment_bytes, shrunk.set_aside))
     content_type = message.get_content_type()
     reader = header_fields.HeaderReader(message, shrunk.raw)
-    reply_to = header_fields.first_address(parsed.reply_to)
-    found = header_fields.sender_of(reader, parsed.from_, reply_to, headers)
+    # mail-parser read the address fields as it parsed: `mail` holds them (`parsed.to` reads them again).
+    addresses = parsed.mail
+    reply_to = header_fields.first_address(addresses.get("reply-to"))
+    found = header_fields.sender_of(reader, addresses.get("from") or [], reply_to, headers)
     sender = found.address
     return_path = header_fields.return_path(headers)
     subject = header_fields.subject_of(reader, lambda: parsed.subject or "")
@@ -117,11 +120,11 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
         reply_to=reply_to or None,
         sender_source=found.source,
         fallback_sender=found.fallback,
-        to=tuple(a for a in (header_fields.address(p) for p in parsed.to or ()) if a),
-        cc=tuple(a for a in (header_fields.address(p) for p in parsed.cc or ()) if a),
+        to=tuple(a for a in (header_fields.address(p) for p in addresses.get("to") or ()) if a),
+        cc=tuple(a for a in (header_fields.address(p) for p in addresses.get("cc") or ()) if a),
         date=_date(headers.get("date")),
         content_type=content_type,
-        report=delivery_report(message, headers, sender, return_path, subject, text, attachments),
+        report=delivery_report(message, content_type, headers, sender, return_path, subject, text, attachments),
         defects=tuple(sorted(parsed.defects_categories)),
     )
 
@@ -236,7 +239,11 @@ def sanitize_filename(name: str, content_type: str = "") -> str:
 
 def _headers(message) -> Headers:  # type: ignore[no-untyped-def]
     fields = []
-    for key, value in message.items():
+    fetch = message.policy.header_fetch_parse
+    plain = message.policy is compat32  # which gives an ASCII value back as it is
+    for key, value in message.raw_items():  # items() without fetching every value: a third of the cost
+        if not (plain and isinstance(value, str) and value.isascii()):
+            value = fetch(key, value)  # 8-bit bytes (kept as surrogates) come back as a Header
         text = str(value) if not isinstance(value, str) else value
         if "\n" in text:  # folded: most fields are not, and the check costs a tenth of the regex
             text = _FOLD.sub(" ", text)
@@ -244,9 +251,12 @@ def _headers(message) -> Headers:  # type: ignore[no-untyped-def]
     return Headers(tuple(fields))
 
 
+_MAIL_FIELDS = frozenset(("from", "subject", "date", "message-id", "mime-version", "to", "received", "return-path",
+                          "content-type"))
+
+
 def _looks_like_mail(headers: Headers) -> bool:
-    known = ("from", "subject", "date", "message-id", "mime-version", "to", "received", "return-path", "content-type")
-    return any(name in headers for name in known)
+    return not _MAIL_FIELDS.isdisjoint(key for key, _ in headers.fields)
 
 
 def _references(headers: Headers) -> tuple[str, ...]:

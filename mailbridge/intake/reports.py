@@ -25,10 +25,10 @@ _RETURNED_PARTS = ("message/rfc822", "text/rfc822-headers", "message/rfc822-head
 ATTACHED_TEXT = 64 * 1024
 
 
-def delivery_report(message, headers: Headers, sender: Address, return_path: str | None,  # type: ignore[no-untyped-def]
-                    subject: str, text: str, attachments: tuple[Part, ...]) -> DeliveryReport | None:
+def delivery_report(message, content_type: str, headers: Headers, sender: Address,  # type: ignore[no-untyped-def]
+                    return_path: str | None, subject: str, text: str, attachments: tuple[Part, ...]) -> DeliveryReport | None:
     """The report a mail is, or None. `message`: its MIME tree; the rest as ParsedMail will hold them."""
-    is_report = message.get_content_type() == "multipart/report" \
+    is_report = content_type == "multipart/report" \
         and str(message.get_param("report-type", "")).lower() == "delivery-status"
     from_daemon = is_mailer_daemon(sender.email) or return_path == ""
     if not is_report and not from_daemon and read_notice(subject, sender, text, attachments).kind != BOUNCE:
