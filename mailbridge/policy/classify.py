@@ -66,34 +66,55 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode("ascii")
 
 
-def _alternation(words: Iterable[str]) -> str:
-    """Literal words as one alternation, grouped by first letter (in their order within a
-    group): where no word can start, the engine rejects all groups but one on one character,
-    and where several can, the first word in order that matches still wins."""
-    by_first: dict[str, list[str]] = {}
-    for word in words:
-        by_first.setdefault(word[0], []).append(re.escape(word[1:]))
-    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in by_first.items())
+class _Words:
+    """Finds literal words where a word starts (whole ones only, if asked), in one scan:
+    at a given place the first word in order that matches wins."""
+
+    def __init__(self, words: Iterable[str], whole: bool = False) -> None:
+        words = list(words)
+        by_first: dict[str, list[str]] = {}
+        for word in words:
+            by_first.setdefault(word[0], []).append(re.escape(word[1:]))
+        # Grouped by first letter: where no word can start, the engine rejects all groups but one.
+        groups = "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in by_first.items())
+        end = r"\b" if whole else ""
+        self._before = ""
+        if not words:
+            self._pattern = re.compile("(?!)")
+        elif all(_WORD_CHAR.match(w[0]) and _WORD_CHAR.match(w[-1]) for w in words):
+            # Then a word starts where a non-word character stands before it (a space before
+            # the text stands for its start), and the engine skips in C from one such character
+            # to the next instead of testing a boundary at each (24 -> 19 µs on 1,000 characters).
+            # No match needs the character before it: it ends in a word character.
+            self._pattern = re.compile(rf"\W({groups}){end}")
+            self._before = " "
+        else:
+            self._pattern = re.compile(rf"\b(?:{groups}){end}")
+
+    def findall(self, text: str) -> list[str]:
+        return self._pattern.findall(self._before + text)
+
+
+_WORD_CHAR = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
 class _Compiled:
-    pattern: re.Pattern[str]
+    keywords: _Words
     owner: dict[str, int]  # folded keyword -> index of the first rule that has it
 
 
 def _compile(rules: tuple[Rule, ...]) -> _Compiled:
-    """One pattern for all rules' folded keywords: the text is scanned once. A word boundary
-    first, so keywords are only tried where a word starts; at a given place the first keyword
-    in rule order wins, as it did with one group a rule (120 µs a mail; this takes 24).
-    A keyword that folds to nothing (empty, or only non-Latin letters) would match
+    """One scan for all rules' folded keywords, tried only where a word starts; at a given
+    place the first keyword in rule order wins, as it did with one group a rule (120 µs a
+    mail on the bench corpus; this takes 19). A keyword that folds to nothing (empty, or only non-Latin letters) would match
     everywhere, so it is left out; a rule left with no keyword matches nothing."""
     owner: dict[str, int] = {}
     for index, rule in enumerate(rules):
         for keyword in (fold(k).strip() for k in rule.keywords):
             if keyword:
                 owner.setdefault(keyword, index)
-    return _Compiled(re.compile(rf"\b(?:{_alternation(owner)})" if owner else "(?!)"), owner)
+    return _Compiled(_Words(owner), owner)
 
 
 _compiled_cache: dict[tuple[Rule, ...], _Compiled] = {}
@@ -101,7 +122,7 @@ _compiled_cache: dict[tuple[Rule, ...], _Compiled] = {}
 
 def _matched(compiled: _Compiled, text: str) -> list[int]:
     """Indexes of the rules with a keyword in the text, in rule order."""
-    return sorted({compiled.owner[keyword] for keyword in compiled.pattern.findall(text)})
+    return sorted({compiled.owner[keyword] for keyword in compiled.keywords.findall(text)})
 
 
 def classify(subject: str, body: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classification:
@@ -120,7 +141,7 @@ _HUNGARIAN_WORDS = frozenset("és hogy nem köszönöm kérem tisztelt üdvözle
 _ENGLISH_WORDS = frozenset("the and please thank thanks regards dear hello hi would could invoice issue".split())
 # Those words where they stand whole (a run of word characters of their own), and no other
 # word is cut out of the text: 41 -> 20 µs a mail on the bench corpus against every word.
-_KNOWN_WORD = re.compile(rf"\b(?:{_alternation(sorted(_HUNGARIAN_WORDS | _ENGLISH_WORDS))})\b")
+_KNOWN_WORD = _Words(sorted(_HUNGARIAN_WORDS | _ENGLISH_WORDS), whole=True)
 
 
 def guess_language(text: str, default: str) -> str:
