@@ -266,11 +266,14 @@ def return_path(headers: Headers) -> str | None:
     return (found.group(1) if found else value).strip().lower()
 
 
+_BRACKET_OR_SPACE = re.compile(r"[<>\s]")
+
+
 def message_id(headers: Headers) -> str:
     """The Message-ID as written; a bare `id@host` (scripts write one) gets its brackets,
     so our replies' In-Reply-To and References can name it."""
     value = headers.get("message-id").strip()[:998]
-    if value and "@" in value and not re.search(r"[<>\s]", value):
+    if value and "@" in value and not _BRACKET_OR_SPACE.search(value):
         return f"<{value}>"
     return value
 

@@ -83,7 +83,8 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
         raise UnparseableMail(f"{len(headers.fields)} header field(s), but none a mail has (From, To, Subject, Date, "
                               "Message-ID, Received, Return-Path, MIME-Version, Content-Type): not a mail message")
 
-    text, html = _bodies(parsed, message)
+    content_type = message.get_content_type()
+    text, html = _bodies(parsed, message, content_type)
     text, html = text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
     left_out = shrunk.text_cut
     if not text and html:
@@ -95,7 +96,6 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
         text = _decode_text(body, message.get_content_charset()).replace("\r\n", "\n").strip()
     text += _cut_note(left_out)
     attachments = tuple(_attachments(parsed, raw, max_attachment_bytes, shrunk.set_aside))
-    content_type = message.get_content_type()
     reader = header_fields.HeaderReader(message, shrunk.raw)
     # mail-parser read the address fields as it parsed: `mail` holds them (`parsed.to` reads them again).
     addresses = parsed.mail
@@ -260,12 +260,15 @@ def _looks_like_mail(headers: Headers) -> bool:
 
 
 def _references(headers: Headers) -> tuple[str, ...]:
+    values = {"in-reply-to": [], "references": []}  # type: dict[str, list[str]]
+    for key, value in headers.fields:  # one pass: most mails have neither field
+        if key in values:
+            values[key].append(value)
     seen: list[str] = []
-    for name in ("in-reply-to", "references"):
-        for value in headers.get_all(name):
-            for ref in _MSGID.findall(value):
-                if ref not in seen:
-                    seen.append(ref)
+    for value in values["in-reply-to"] + values["references"]:
+        for ref in _MSGID.findall(value):
+            if ref not in seen:
+                seen.append(ref)
     return tuple(seen[:100])
 
 
@@ -329,9 +332,10 @@ def _decode_text(payload: bytes, declared: str | None) -> str:
 _EMBEDDED = ("message/rfc822", "message/global", "message/delivery-status", "text/rfc822-headers", "message/rfc822-headers")
 
 
-def _body_parts(part):  # type: ignore[no-untyped-def]
-    """The text and HTML parts of this mail, not of mail attached to it (forwards, bounces)."""
-    content_type = part.get_content_type()
+def _body_parts(part, content_type: str = ""):  # type: ignore[no-untyped-def]
+    """The text and HTML parts of this mail, not of mail attached to it (forwards, bounces).
+    `content_type`: the part's, where the caller has it."""
+    content_type = content_type or part.get_content_type()
     if content_type in _EMBEDDED:
         return
     if part.is_multipart():
@@ -354,11 +358,11 @@ def _attached(part) -> bool:  # type: ignore[no-untyped-def]
     return bool(part.get_filename())
 
 
-def _bodies(parsed, message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _bodies(parsed, message, content_type: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """Text and HTML bodies; our own decode where mail-parser had to guess or mixed in attached mail."""
     text = "\n".join(parsed.text_plain).strip()
     html = "\n".join(parsed.text_html).strip()
-    parts = list(_body_parts(message))
+    parts = list(_body_parts(message, content_type))
     both = text + html
     suspicious = "CharsetDecodeDefect" in parsed.defects_categories or (
         any(letter in both for letter in _TELL_LETTERS)
