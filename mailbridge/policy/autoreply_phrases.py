@@ -405,10 +405,14 @@ def _starters() -> tuple[tuple[int, re.Pattern[str] | None], ...]:
     out = []
     for index, phrase in enumerate(AUTO_REPLY_PHRASES):
         chars, empty = _first_chars(list(_parser.parse(fold_accents(phrase.regex), re.IGNORECASE)))
-        test = None if chars is None or empty or any(c.isspace() for c in chars) else (
-            re.compile("|".join(re.escape(c) for c in sorted(chars)), re.IGNORECASE))
+        test = None if chars is None or empty or any(c.isspace() for c in chars) else _starter(chars)
         out.append((index, test))
     return tuple(out)
+
+
+@functools.cache
+def _starter(chars: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(c) for c in sorted(chars)), re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -352,9 +352,21 @@ _GATEWAY_LABELS = frozenset(GATEWAY_HOST_LABELS)
 _SUBJECT_OPENING = r"^[ \t]{0,8}(?:\[[^\]\n]{0,40}\][ \t]{0,8}|\*{1,3}[^*\n]{0,30}\*{1,3}[ \t]{0,8})?[\[(*]{0,3}[ \t]{0,3}"
 
 
-class _Patterns(NamedTuple):
-    system_name: re.Pattern[str]
-    subjects: tuple[tuple[str, re.Pattern[str]], ...]
+@functools.cache
+def _system_name() -> re.Pattern[str]:
+    # Compiled on first use, like the tables below: every parse worker and the poller
+    # import this module, and compiling them all took 30 ms of its start.
+    return re.compile(r"(?:" + "|".join(fold_accents(n) for n in DELIVERY_SYSTEM_NAMES) + r")\Z")
+
+
+@functools.cache
+def _subjects() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    # One alternation per kind: this runs on every mail, and one match beats 119 (18 µs to 2 µs a mail).
+    return tuple((kind, re.compile(_SUBJECT_OPENING + "(?:" + "|".join(_words(p) for k, p in SUBJECTS if k == kind) + ")"))
+                 for kind in (BOUNCE, AUTOMATIC))
+
+
+class _Reading(NamedTuple):
     phrases: tuple[tuple[str, re.Pattern[str]], ...]
     block: re.Pattern[str]
     original: re.Pattern[str]
@@ -363,14 +375,10 @@ class _Patterns(NamedTuple):
 
 
 @functools.cache
-def _patterns() -> _Patterns:
-    """The tables compiled, on first use: every parse worker and the poller import this
-    module, and compiling them all took 30 ms of its start."""
-    return _Patterns(
-        re.compile(r"(?:" + "|".join(fold_accents(n) for n in DELIVERY_SYSTEM_NAMES) + r")\Z"),
-        # One alternation per kind: this runs on every mail, and one match beats 119 (18 µs to 2 µs a mail).
-        tuple((kind, re.compile(_SUBJECT_OPENING + "(?:" + "|".join(_words(p) for k, p in SUBJECTS if k == kind) + ")"))
-              for kind in (BOUNCE, AUTOMATIC)),
+def _reading() -> _Reading:
+    """What a notice's text is read with: only mail from a delivery system or with a
+    bounce subject (and the delivery reports) needs it (21 ms to compile)."""
+    return _Reading(
         tuple((kind, re.compile(_words(p))) for kind, p in PHRASES),
         re.compile("|".join(_words(p) for p in FAILED_BLOCK_HEADERS)),
         re.compile("|".join(_words(p) for p in ORIGINAL_SEPARATORS)),
@@ -429,7 +437,7 @@ def bounce_subject(subject: str) -> str:
     text = (subject or "")[:300].lower()
     if not text or REPLY_PREFIX.match(text):
         return ""
-    return next((kind for kind, pattern in _patterns().subjects if pattern.match(text)), "")
+    return next((kind for kind, pattern in _subjects() if pattern.match(text)), "")
 
 
 def read_notice(subject: str, sender: Address, text: str, attachments: Sequence[Part] = ()) -> Notice:
@@ -445,7 +453,7 @@ def read_notice(subject: str, sender: Address, text: str, attachments: Sequence[
     if has_reply_prefix(subject):
         signals.append("replied")
     window = _window(text)
-    patterns = _patterns()
+    patterns = _reading()
     phrase_kinds = {kind for kind, pattern in patterns.phrases if pattern.search(window)}
     if phrase_kinds:
         signals.append("phrase")
@@ -469,7 +477,7 @@ def read_notice(subject: str, sender: Address, text: str, attachments: Sequence[
 def failed_recipients(text: str) -> tuple[str, ...]:
     """The addresses a notice's failed-recipients blocks (or Postfix/qmail "<addr>:" lines) name."""
     window = _window(text)
-    patterns = _patterns()
+    patterns = _reading()
     cut = patterns.original.search(window)
     if cut:  # the returned original's own addresses are not failures
         window = window[: cut.start()]
@@ -508,13 +516,13 @@ def _from_delivery_system(sender: Address) -> bool:
         if host.partition(".")[0].rstrip("0123456789-") in _GATEWAY_LABELS or host.partition(".")[0] in _GATEWAY_LABELS:
             return True
     name = " ".join((sender.name or "").lower().strip(" \"'").split())[:120]
-    return bool(name) and bool(_patterns().system_name.match(name))
+    return bool(name) and bool(_system_name().match(name))
 
 
 def _window(text: str) -> str:
     """The text a notice is read in: lower case, its first SCAN_CHARS, up to a forward marker."""
     window = (text or "")[:SCAN_CHARS].lower()
-    marker = _patterns().forward.search(window)
+    marker = _reading().forward.search(window)
     return window[: marker.start()] if marker else window
 
 
