@@ -85,7 +85,8 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
 
     content_type = message.get_content_type()
     text, html = _bodies(parsed, message, content_type)
-    text, html = text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
+    if "\r" in text or "\r" in html:  # a one-letter search costs a thirtieth of replace()'s
+        text, html = text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
     left_out = shrunk.text_cut
     if not text and html:
         text, not_rendered = _text_of_html(html)
