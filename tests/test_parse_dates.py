@@ -38,3 +38,13 @@ def as_email_utils_reads(value: str):  # type: ignore[no-untyped-def]
 def test_the_date_is_read_as_email_utils_reads_it(value: str) -> None:
     raw = f"From: anna@example.hu\nSubject: hi\nDate: {value}\nMessage-ID: <d@example.hu>\n\nhello\n".encode()
     assert parse_mail(raw, 1000).date == as_email_utils_reads(value)
+
+
+@pytest.mark.parametrize("value", ["Fri, 31 Dec 9999 23:00:00 -0500", "Fri, 31 Dec 9999 22:00:00 -0200",
+                                   "Fri, 31 Dec 9999 23:00:00 EST"])
+def test_a_date_at_the_calendars_edge_is_no_date_and_the_mail_is_read(value: str) -> None:
+    # In UTC these fall outside the years datetime holds: the mail became "unreadable"
+    # (quarantined, no ticket in its sender's name) where any other bad Date gives none.
+    raw = f"From: anna@example.hu\nSubject: hi\nDate: {value}\nMessage-ID: <d@example.hu>\n\nhello\n".encode()
+    mail = parse_mail(raw, 1000)
+    assert mail.date is None and mail.sender.email == "anna@example.hu" and mail.text.strip() == "hello"

@@ -293,11 +293,12 @@ def _date(value: str) -> datetime | None:
                               tzinfo=timezone(-offset if sign == "-" else offset))
         else:
             parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        # Inside the try: a date at the calendar's edge ("31 Dec 9999 23:00 -0500") overflows in UTC.
+        return parsed.astimezone(timezone.utc)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def _decode_text(payload: bytes, declared: str | None) -> str:
