@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from email import message_from_bytes
+from email.message import EmailMessage
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from mailbridge.config import load_settings
 from mailbridge.intake.prepare import PrepareOptions, prepare_mail
 from mailbridge.intake.store import StoreContext, store_batch
 from mailbridge.mail import OutcomeKind, RawMail
+from mailbridge.models import Attachment, Event, Message, Participant, RawMessage, Reporter, Ticket
 from mailbridge.outbox.render import Renderer
 
 AGENTS = [{"name": "Kiss Anna", "email": "kiss.anna@crossec.com", "areas": ["Egyéb"], "fallback": True}]
@@ -57,18 +59,23 @@ def test_a_poll_of_two_hundred_mails_sends_a_handful_of_statements(mailbox, mail
     engine.dispose()
 
 
-def test_ticket_numbers_another_host_takes_meanwhile_are_not_given_twice(postgres_server, tmp_path):
-    url = postgres_server.create_database("mailbridge_numbers_taken")
-    config = write_config(tmp_path / "mailbridge.toml", {"host": "127.0.0.1", "port": 1, "username": "u",
-                                                         "password": "p"}, database={"url": url})
+def _desk_and_batch(url: str, config_path, raws: list[bytes], **sections):  # type: ignore[no-untyped-def]
+    """A desk's settings, its migrated database at `url` and storage, and `raws` read as a batch."""
+    config = write_config(config_path, {"host": "127.0.0.1", "port": 1, "username": "u", "password": "p"},
+                          database={"url": url}, **sections)
     settings = load_settings(config)
     db = Database(url)
     db.migrate()
     files = AttachmentStore(settings.storage.path)
     files.ensure()
     options = PrepareOptions.from_settings(settings, settings.intake_mailboxes[0])
-    batch = [(RawMail("INBOX", 1, i + 1, raw), prepare_mail(raw, options))
-             for i, raw in enumerate(simple_mail(i) for i in range(5))]
+    return settings, db, files, [(RawMail("INBOX", 1, i + 1, raw), prepare_mail(raw, options))
+                                 for i, raw in enumerate(raws)]
+
+
+def test_ticket_numbers_another_host_takes_meanwhile_are_not_given_twice(postgres_server, tmp_path):
+    url = postgres_server.create_database("mailbridge_numbers_taken")
+    settings, db, files, batch = _desk_and_batch(url, tmp_path / "mailbridge.toml", [simple_mail(i) for i in range(5)])
     other = sa.create_engine(url)
     opened_elsewhere = []
 
@@ -96,3 +103,58 @@ def test_ticket_numbers_another_host_takes_meanwhile_are_not_given_twice(postgre
     assert subjects == [(1, None), *[(i + 2, p.mail.subject) for i, (_, p) in enumerate(batch)]]
     other.dispose()
     db.engine.dispose()
+
+
+def _store_into(url: str, config_path, batch_of_raws: list[bytes], now: datetime) -> dict[str, list[tuple]]:
+    """The batch stored through the real store into the database at `url`: each table's rows."""
+    settings, db, files, batch = _desk_and_batch(url, config_path, batch_of_raws, agents=AGENTS)
+    ctx = StoreContext(settings, files, "default", now, Renderer(settings.outbox.templates_path,
+                                                                  settings.policy.timezone))
+    with db.session() as session:
+        assert all(o.kind == OutcomeKind.NEW_TICKET for o in store_batch(session, ctx, batch))
+    tables = {Ticket: ["id", "subject", "status", "category", "area", "channel", "reporter_id", "assignee",
+                       "language", "flags", "created_at", "ack_deadline"],
+              Message: ["id", "ticket_id", "direction", "kind", "channel", "internal", "message_id", "sender",
+                        "sender_name", "to_addrs", "cc_addrs", "subject", "text", "new_text", "html", "references",
+                        "raw_id", "sent_at", "created_at"],
+              Reporter: ["id", "email", "name", "undeliverable"], Participant: ["ticket_id", "email", "role"],
+              RawMessage: ["id", "sha256", "size", "data"],
+              Attachment: ["message_pk", "filename", "size", "sha256", "inline", "rejected"],
+              Event: ["ticket_id", "type", "by", "at", "detail"]}
+    found = {}
+    with db.engine.connect() as conn:
+        for model, columns in tables.items():
+            table = model.__table__
+            query = sa.select(*(table.c[c] for c in columns)).order_by(*(table.c[c] for c in columns[:3]))
+            if model is Message:  # the mails' rows (the agents' notices carry a random Message-ID)
+                query = query.where(table.c.direction == "in")
+            found[table.name] = [tuple(row) for row in conn.execute(query)]
+    db.engine.dispose()
+    return found
+
+
+def test_a_batch_is_stored_alike_on_sqlite_and_postgresql(postgres_server, tmp_path):
+    # Enough mails that PostgreSQL takes each table's rows by COPY, whose text format must
+    # carry tabs, backslashes, "\N", line breaks and non-ASCII names through unchanged.
+    tricky = "Tab\there, back\\slash, \\N not NULL, \\\\ two, end of line\r\nnext line, ő ű ä 漢字"
+    mails = [simple_mail(i, subject=f"Hiba #{i}: {tricky[:40]}", body=f"Kedves Ügyfélszolgálat!\n\n{tricky}\n{i}")
+             for i in range(12)]
+    message = EmailMessage()
+    message["From"] = "Kovács \"Józsi\" \\ Tab <kovacs@example.hu>"
+    message["To"] = "support@crossec.com"
+    message["Cc"] = "masik@example.hu"
+    message["Subject"] = "Csatolmány\tés \\N"
+    message.set_content("Csatoltam.\n\\N\n\t")
+    message.add_attachment(bytes(range(256)) * 40, maintype="application", subtype="octet-stream",
+                           filename="adat\\N\t.bin")
+    mails.append(bytes(message))
+    now = datetime.now(timezone.utc).replace(microsecond=678901)  # microseconds: both keep them whole
+    (tmp_path / "lite").mkdir()
+    (tmp_path / "pg").mkdir()
+    on_sqlite = _store_into(f"sqlite:///{tmp_path}/lite/mailbridge.db", tmp_path / "lite" / "mailbridge.toml", mails, now)
+    on_postgresql = _store_into(postgres_server.create_database("mailbridge_alike"), tmp_path / "pg" / "mailbridge.toml",
+                                mails, now)
+    assert len(on_sqlite["ticket"]) == 13 and len(on_sqlite["attachment"]) == 1
+    assert any("\\N not NULL" in row[12] and "\t" in row[12] for row in on_sqlite["message"])
+    for table, rows in on_sqlite.items():
+        assert on_postgresql[table] == rows, table

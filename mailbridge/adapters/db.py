@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -117,6 +118,30 @@ def insert_statement(table: sa.Table) -> sa.Insert:
     if table.name not in _INSERT_STATEMENTS:
         _INSERT_STATEMENTS[table.name] = sa.insert(table)
     return _INSERT_STATEMENTS[table.name]
+
+
+# Fewer rows than this go in by INSERT: a COPY costs a round trip of its own to start.
+COPY_FROM_ROWS = 8
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Rows with the same columns into `table`. On PostgreSQL by COPY: an INSERT per row
+    (psycopg's pipelined executemany) cost a statement each on both ends, and a multi-row
+    VALUES more in psycopg's parsing of it. Elsewhere, or where a column the rows leave
+    out has a default SQLAlchemy would fill in, one executemany."""
+    columns = list(rows[0]) if rows else []
+    if (conn.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS
+            or any(column.default is not None and column.name not in rows[0] for column in table.columns)):
+        conn.execute(insert_statement(table), rows)
+        return
+    processors = [table.c[name].type._cached_bind_processor(conn.dialect) for name in columns]
+    quote = conn.dialect.identifier_preparer.quote
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in columns)}) FROM STDIN"
+    cursor = conn.connection.driver_connection.cursor()
+    conn.dispatch.before_cursor_execute(conn, cursor, statement, rows, None, True)  # counted as one statement
+    with cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([process(row[name]) if process else row[name] for name, process in zip(columns, processors)])
 
 
 class KeysTaken(Exception):

@@ -25,11 +25,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailbridge import journal
-from mailbridge.adapters.db import RowKeys, insert_statement
+from mailbridge.adapters.db import RowKeys, insert_rows, insert_statement
 from mailbridge.config import Settings
 from mailbridge.journal import EventKind
 from mailbridge.mail import Address
-from mailbridge.models import T_ATTACHMENT, T_MESSAGE, T_PARTICIPANT, T_QUARANTINE, T_RAW, T_REPORTER, T_TICKET
+from mailbridge.models import T_ATTACHMENT, T_EVENT, T_MESSAGE, T_PARTICIPANT, T_QUARANTINE, T_RAW, T_REPORTER, T_TICKET
 from mailbridge.outbox.render import Renderer
 from mailbridge.policy.deadline import ack_deadline, before_go_live
 from mailbridge.ticket_ids import format_ticket_id
@@ -229,7 +229,7 @@ class TicketBook:
         if self.buffered:
             self.flush()  # their messages first
         if self._attachment_rows:
-            self.conn.execute(insert_statement(T_ATTACHMENT), self._attachment_rows)
+            insert_rows(self.conn, T_ATTACHMENT, self._attachment_rows)
             self._attachment_rows.clear()
 
     def log_contact(self, ticket_id: int, channel: str, direction: str, agent: str, note: str) -> int:
@@ -273,7 +273,7 @@ class TicketBook:
             rows = self._rows[table.name]
             self.keys.claim(table, list(rows))
             for shape in _by_shape(rows.values()):
-                self.conn.execute(insert_statement(table), shape)
+                insert_rows(self.conn, table, shape)
             rows.clear()
         if self._changes:
             tables = {t.name: t for t in KEYED}
@@ -286,10 +286,10 @@ class TicketBook:
                                   .values({c: sa.bindparam(c) for c in columns}), params)
             self._changes.clear()
         if self._participant_rows:
-            self.conn.execute(insert_statement(T_PARTICIPANT), self._participant_rows)
+            insert_rows(self.conn, T_PARTICIPANT, self._participant_rows)
             self._participant_rows.clear()
         if self._attachment_rows:
-            self.conn.execute(insert_statement(T_ATTACHMENT), self._attachment_rows)
+            insert_rows(self.conn, T_ATTACHMENT, self._attachment_rows)
             self._attachment_rows.clear()
 
     @contextmanager
@@ -313,10 +313,11 @@ class TicketBook:
 
     def _finish(self) -> None:
         if self._participant_rows:
-            self.conn.execute(insert_statement(T_PARTICIPANT), self._participant_rows)
+            insert_rows(self.conn, T_PARTICIPANT, self._participant_rows)
             self._participant_rows.clear()
         self.flush_attachments()
-        journal.record_all(self.conn, self._events)
+        if self._events:  # journal.entry's rows: one shape
+            insert_rows(self.conn, T_EVENT, self._events)
         self._events.clear()
         if self.assignments is not None:
             self.assignments.assign_many(self.pending_assignments, self.now, given=self.given)
