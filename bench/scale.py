@@ -318,6 +318,13 @@ def generate(url: str, n: int, say) -> dict:  # type: ignore[no-untyped-def]
         UPDATE message SET text = text || ' Azóta a {RARE_WORD} minden reggel előjön.',
                            new_text = new_text || ' Azóta a {RARE_WORD} minden reggel előjön.'
         WHERE id = (SELECT min(id) FROM message WHERE ticket_id = {rare_ticket} AND kind = 'customer')"""]))
+    # What the daemon's search_index job does after intake (migration 0006), here for all at once.
+    from mailbridge.adapters.db import MESSAGE_SEARCH_VECTOR
+
+    with connect(url) as conn:
+        config = "hungarian" if conn.execute("SELECT 1 FROM pg_ts_config WHERE cfgname = 'hungarian'").fetchone() \
+            else "simple"
+    steps.append(("search vectors", [f"UPDATE message SET search = {MESSAGE_SEARCH_VECTOR.format(config=config)}"]))
 
     with connect(url) as conn:
         for name, statements in steps:

@@ -19,7 +19,7 @@ import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mailbridge.adapters.db import Database
+from mailbridge.adapters.db import Database, index_messages
 from mailbridge.config import Settings
 from mailbridge.errors import MailbridgeError, error_fields
 from mailbridge.gdpr.retention import retention_job
@@ -39,6 +39,7 @@ from mailbridge.workflow.desk import send_agent_digests, send_supervisor_report
 log = get_logger("mailbridge.jobs")
 
 SEND_EVERY = 15  # seconds between the outbox sender's rounds
+SEARCH_INDEX_EVERY = 10  # seconds; until then a new message is searched by reading it
 
 
 class Jobs:
@@ -144,6 +145,14 @@ class Jobs:
             self.settled["report"] = report.period
         return {"reports": report.queued}
 
+    def search_index(self, now: datetime) -> dict:
+        """The search vectors of the messages taken in since (PostgreSQL; see adapters.db)."""
+        if self.db.engine.dialect.name != "postgresql":  # SQLite searches by substring: no write lock for nothing
+            return {}
+        with self.db.transaction() as connection:
+            indexed = index_messages(connection)
+        return {"messages_indexed": indexed} if indexed else {}
+
     def retention(self, now: datetime) -> dict:
         report = retention_job(self.db, self.settings, now)
         return {"purged": len(report.purged), "raw_dropped": report.raw_dropped}
@@ -153,7 +162,8 @@ class Jobs:
         others. Returns what they did, and why each that failed did (by job name)."""
         result: dict = {}
         failed: dict[str, str] = {}
-        for job in (self.acknowledge, self.sla, self.retention, self.digest, self.supervisor_report, self.send):
+        for job in (self.acknowledge, self.sla, self.retention, self.digest, self.supervisor_report, self.search_index,
+                    self.send):
             result.update(_guarded(job, now, failed) or {})
         return result, failed
 
@@ -227,7 +237,8 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
 
     scheduler.add_job(acknowledge, "interval", seconds=30, id="acknowledge", **common)
     scheduler.add_job(send, "interval", seconds=SEND_EVERY, id="outbox", **common)
-    for seconds, job, name in ((300, jobs.sla, "sla"), (86400, jobs.retention, "retention")):
+    for seconds, job, name in ((300, jobs.sla, "sla"), (86400, jobs.retention, "retention"),
+                               (SEARCH_INDEX_EVERY, jobs.search_index, "search_index")):
         scheduler.add_job(_guarded, "interval", args=[job], kwargs={}, seconds=seconds, id=name, **common)
 
     def desk() -> None:

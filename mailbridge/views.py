@@ -96,8 +96,12 @@ def _matching(session: Session, words: str) -> sa.CompoundSelect:
         query = sa.func.websearch_to_tsquery(sa.literal_column(f"'{config}'::regconfig"), words)
         in_tickets = select(Ticket.id).where(
             sa.literal_column(TICKET_SEARCH_VECTOR.format(config=config)).op("@@")(query))
-        in_messages = select(Message.ticket_id).where(
+        in_messages = select(Message.ticket_id).where(sa.literal_column("message.search").op("@@")(query))
+        # Messages whose vector is not made yet (just taken in, or changed): read themselves.
+        not_indexed = select(Message.ticket_id).where(
+            sa.literal_column("message.search IS NULL"),
             sa.literal_column(MESSAGE_SEARCH_VECTOR.format(config=config)).op("@@")(query))
+        return sa.union(in_tickets, in_messages, not_indexed)
     else:
         # autoescape: `%` and `_` in the words are characters, not LIKE's wildcards.
         def contains(column):  # type: ignore[no-untyped-def]

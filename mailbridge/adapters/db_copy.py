@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 import mailbridge.models  # noqa: F401  (registers the tables)
-from mailbridge.adapters.db import Database, _one_line
+from mailbridge.adapters.db import INDEX_MESSAGES_AT_ONCE, Database, _one_line, index_messages
 from mailbridge.errors import StorageError, UsageError
 
 # Rows per round trip. A table with blobs (the raw mails) goes in small chunks so
@@ -58,6 +58,9 @@ def copy_database(source: Database, target_url: str, progress: Progress | None =
                 if progress:
                     progress(table.name, report.rows[table.name])
             _verify(reading, writing, report.rows)
+            # Searchable at once, as on the source: the daemon's job would take a while for all of them.
+            while index_messages(writing, limit=10 * INDEX_MESSAGES_AT_ONCE):
+                pass
             # Last: a sequence moved by setval stays moved even if the transaction rolls back.
             report.sequences = _advance_sequences(reading, writing)
     except SQLAlchemyError as exc:

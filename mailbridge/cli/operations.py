@@ -101,7 +101,8 @@ def run(app: App) -> None:
 @pass_app
 def tick(app: App, at: str | None) -> None:
     """Run every scheduled job once: acknowledgements, SLA watcher, retention, the agents'
-    digest and the supervisors' report (when due), then the outbox sender.
+    digest and the supervisors' report (when due), search vectors (PostgreSQL), then the
+    outbox sender.
 
     A job that fails does not stop the others; the exit status is then 1, with one line
     naming the jobs and why (a read-only or full database is a fault outside the user's hands).
