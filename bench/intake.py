@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from email.message import EmailMessage
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,27 +156,42 @@ def mailbridge(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args]
 
 
-def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes], database: str | None = None) -> dict:
-    """`database`: a database URL (the default: an SQLite file in the case's folder)."""
+def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes],
+             new_database: Callable[[int], str] | None = None, rounds: int = 1) -> dict:
+    """The mails taken in by `poll --once` `rounds` times, each into a fresh mailbox and database
+    (`new_database(round)` gives its URL; the default: an SQLite file in the round's folder);
+    the fastest round counts, and the raw fetch the fastest of its rounds."""
     import sqlalchemy as sa
 
-    mailbox = server.new_mailbox()
-    mailbox.deliver_many(mails)
-    folder = root / name
-    folder.mkdir()
-    database = database or f"sqlite:///{folder}/mailbridge.db"
-    config = write_config(folder / "mailbridge.toml", mailbox.imap_settings(), None,
-                          imap={"batch_size": 200}, storage={"max_attachment_bytes": 30 * 1024 * 1024},
-                          database={"url": database}, logging={"level": "info", "format": "json"})
-    subprocess.run(mailbridge(config, "init"), check=True, capture_output=True)
-    fetch_s, size = raw_fetch(mailbox)
-    poll_s, rss, out, polled, workers_cpu_s = timed(mailbridge(config, "poll", "--once"))
-    idle_s, *_ = timed(mailbridge(config, "poll", "--once"))
+    best: dict | None = None
+    fastest_fetch_s = None
+    for r in range(rounds):
+        mailbox = server.new_mailbox()
+        mailbox.deliver_many(mails)
+        folder = root / (name if rounds == 1 else f"{name}-{r + 1}")
+        folder.mkdir()
+        database = new_database(r) if new_database else f"sqlite:///{folder}/mailbridge.db"
+        config = write_config(folder / "mailbridge.toml", mailbox.imap_settings(), None,
+                              imap={"batch_size": 200}, storage={"max_attachment_bytes": 30 * 1024 * 1024},
+                              database={"url": database}, logging={"level": "info", "format": "json"})
+        subprocess.run(mailbridge(config, "init"), check=True, capture_output=True)
+        fetch_s, size = raw_fetch(mailbox)
+        fastest_fetch_s = min(fetch_s, fastest_fetch_s or fetch_s)
+        poll_s, rss, out, polled, workers_cpu_s = timed(mailbridge(config, "poll", "--once"))
+        if best is None or polled["elapsed_s"] < best["work_s"]:
+            best = {"n": len(mails), "bytes": size, "poll_s": poll_s, "rss_kib": rss, "out": out, "polled": polled,
+                    "workers_cpu_s": workers_cpu_s, "work_s": polled["elapsed_s"], "config": config,
+                    "database": database, "rounds": rounds}
+    assert best is not None
+    best["fetch_s"] = fastest_fetch_s
+    config, database = best["config"], best["database"]
+    best["idle_s"], *_ = timed(mailbridge(config, "poll", "--once"))
     engine = sa.create_engine(database)
     with engine.connect() as db:
         # What the raw copies take in the database, against the mails as they came.
         kept, received = db.execute(sa.text("select sum(length(data)), sum(size) from raw_message")).one()
-    idle_100k_s = None
+    best["kept_bytes"], best["received_bytes"] = kept or 0, received or 0
+    best["idle_100k_s"] = None
     if len(mails) >= 1000:
         # 100,000 more processed messages in the intake log: an empty poll must not notice.
         with engine.begin() as db:
@@ -186,12 +202,9 @@ def run_case(root: Path, server: Dovecot, name: str, mails: list[bytes], databas
                         " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"),
                 [{"v": uidvalidity, "uid": 1_000_000 + i} for i in range(100_000)],
             )
-        idle_100k_s, *_ = timed(mailbridge(config, "poll", "--once"))
+        best["idle_100k_s"], *_ = timed(mailbridge(config, "poll", "--once"))
     engine.dispose()
-    return {"n": len(mails), "bytes": size, "fetch_s": fetch_s, "poll_s": poll_s,
-            "rss_kib": rss, "idle_s": idle_s, "idle_100k_s": idle_100k_s, "out": out, "polled": polled,
-            "kept_bytes": kept or 0, "received_bytes": received or 0, "workers_cpu_s": workers_cpu_s,
-            "work_s": polled["elapsed_s"]}
+    return best
 
 
 def where_time_went(case: dict) -> str:
@@ -212,6 +225,8 @@ def main() -> None:
     parser.add_argument("--big-attachment-mb", type=int, default=25)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                         help="postgresql: the main case also against a throwaway PostgreSQL cluster")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the main case on each database, the fastest counting (one run varies by 10-15 %%)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
     mails = corpus(args.messages)
@@ -220,13 +235,14 @@ def main() -> None:
     prepare_s = prepare_alone(mails)
     with Dovecot(root / "dovecot") as server:
         small = run_case(root, server, "small", corpus(10))
-        big = run_case(root, server, "main", mails)
+        big = run_case(root, server, "main", mails, rounds=args.rounds)
         pg = None
         if args.database == "postgresql":
             # Its own folder: the server runs as the postgres user, who cannot enter ours.
             postgres = Postgres(tempfile.mkdtemp(prefix="mailbridge-bench-pg-")).start()
             try:
-                pg = run_case(root, server, "main-postgresql", mails, postgres.create_database("bench"))
+                pg = run_case(root, server, "main-postgresql", mails, lambda r: postgres.create_database(f"bench{r}"),
+                              rounds=args.rounds)
             finally:
                 postgres.stop()
                 shutil.rmtree(postgres.root, ignore_errors=True)
@@ -241,7 +257,7 @@ def main() -> None:
 
     n, mb = big["n"], big["bytes"] / 1e6
     work_s = big["work_s"]  # the poll itself (`intake.polled`'s elapsed_s): no interpreter or import start-up
-    print(f"messages: {n}, {mb:.1f} MB in the mailbox")
+    print(f"messages: {n}, {mb:.1f} MB in the mailbox; the fastest of {args.rounds} round(s) counts")
     print(f"raw imapclient fetch:  {n / big['fetch_s']:8.0f} msg/s  {mb / big['fetch_s']:6.1f} MB/s  ({big['fetch_s']:.2f} s)")
     print(f"mailbridge poll --once: {n / big['poll_s']:8.0f} msg/s  {mb / big['poll_s']:6.1f} MB/s  ({big['poll_s']:.2f} s wall,"
           f" {big['poll_s'] - work_s:.2f} s of it process start-up and exit)")
