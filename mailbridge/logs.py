@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import TextIO
 
 _FORBIDDEN = {"password", "token", "body", "text", "html", "raw", "sender", "email", "address", "subject"}
@@ -70,6 +71,30 @@ def quiet_libraries() -> None:
     logging.getLogger("imapclient").setLevel(logging.WARNING)
 
 
+_LINES = threading.Lock()
+
+
+def write_line(stream: TextIO, text: str) -> None:
+    """One record, one line, in one write: our events and the libraries' records come from
+    several threads, and structlog's own print() wrote a record and its line end apart (one
+    of APScheduler's records once landed between them: two records on one journal line)."""
+    with _LINES:
+        stream.write(text + "\n")
+        stream.flush()
+
+
+class _Lines:
+    """structlog's logger: each rendered event through `write_line`."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def msg(self, message: str) -> None:
+        write_line(self.stream, message)
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = err = log = msg
+
+
 class _LibraryRecords(logging.Handler):
     """The root handler: a library's record rendered by structlog's formatter, as our events
     are (JSON, or key=value on a terminal). structlog is imported at the first record that
@@ -83,8 +108,7 @@ class _LibraryRecords(logging.Handler):
         try:
             if self.formatter is None:
                 self.setFormatter(_library_formatter(self.use_json, self.stream))
-            self.stream.write(self.format(record) + "\n")
-            self.stream.flush()
+            write_line(self.stream, self.format(record))
         except Exception:  # noqa: BLE001 - logging's own rule: a record that cannot be written is reported, never raised
             self.handleError(record)
 
@@ -168,7 +192,7 @@ def _apply_pending() -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=lambda *_args: _Lines(stream),
         cache_logger_on_first_use=False,
     )
 

@@ -121,3 +121,41 @@ class _Stream:
 ])
 def test_the_level_of_a_command(configured, verbose, terminal, level):
     assert command_level(configured, verbose, _Stream(terminal)) == level
+
+
+class _Writes:
+    """A stream that keeps each write() call apart, as the journal's file sees them."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_each_record_is_one_write_of_one_whole_line_ours_and_the_libraries():
+    # Two writes a record (structlog's print: the text, then its line end) let another thread's
+    # record land between them: the daemon's journal once held two JSON records on one line.
+    import logging
+
+    from mailbridge.logs import configure_logging, get_logger
+
+    stream = _Writes()
+    configure_logging("info", "json", stream=stream)  # type: ignore[arg-type]
+    try:
+        get_logger("mailbridge.test").info("intake.polled", fetched=3)
+        logging.getLogger("apscheduler.executors.default").warning("Running job %s", "outbox")
+        get_logger("mailbridge.test").warning("job.failed", job="sla")
+    finally:
+        configure_logging("warning", "json")
+    assert len(stream.writes) == 3
+    for text in stream.writes:
+        assert text.endswith("\n") and text.count("\n") == 1
+        json.loads(text)
