@@ -86,3 +86,26 @@ def test_tickets_show_loads_the_configured_country_s_calendar_alone(desk, tmp_pa
     assert found(modules, MAIL_AND_SCHEDULER) == []
     # holidays.countries is a package that imports every country's module (~250) when it runs.
     assert found(modules, ["holidays.countries"]) == ["holidays.countries.hungary"]
+
+
+def test_reading_commands_do_not_wait_behind_a_write(mailbox, mailbridge_for):
+    # A poll's batch holds SQLite's write lock for seconds: an agent's `tickets list` read the
+    # last commit only once it ended (BEGIN IMMEDIATE), or gave up after the 60 s busy timeout.
+    import sqlite3
+
+    mailbox.deliver_many([simple_mail(i) for i in range(2)])
+    desk = mailbridge_for(mailbox)
+    desk("poll", "--once")
+    writer = sqlite3.connect(desk.config.parent / "mailbridge.db", isolation_level=None, timeout=1)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE ticket SET subject = 'not committed' WHERE id = 1")
+        listed = json.loads(desk("tickets", "list", "--json", subprocess_=True, timeout=30).stdout)
+        shown = json.loads(desk("tickets", "show", "CRX-000001", "--json", subprocess_=True, timeout=30).stdout)
+        quarantine = desk("quarantine", "list", subprocess_=True, timeout=30)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert sorted(t["id"] for t in listed) == ["CRX-000001", "CRX-000002"]
+    assert shown["subject"] != "not committed" and "not committed" not in json.dumps(listed)
+    assert quarantine.returncode == 0

@@ -27,6 +27,7 @@ from mailbridge.logs import get_logger
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 SCHEMA_HEAD = "0006"  # the newest revision in migrations/versions
+READ_ONLY = "mailbridge_read_only"  # an execution option: this connection's transactions only read
 MIGRATION_LOCK = 0x6D61696C62726467  # "mailbrdg": the advisory lock `init` holds while it migrates
 
 # PostgreSQL full-text search: the expressions the GIN indexes are built on, and
@@ -96,7 +97,11 @@ def make_engine(url: str) -> sa.Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection):  # type: ignore[no-untyped-def]
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer queues here for SQLite's one write lock. A command that only reads takes a
+            # plain (deferred) BEGIN: in WAL mode it reads the last commit at once, beside a
+            # writer, instead of waiting behind a poll's batch.
+            read_only = connection.get_execution_options().get(READ_ONLY)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     try:
@@ -375,6 +380,17 @@ class Database:
                 raise
 
     @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it does not wait for the write lock."""
+        with Session(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False) as session:
+            try:
+                yield session
+            except OperationalError as exc:
+                raise StorageError(f"database: {_one_line(exc)}") from exc
+            finally:
+                session.rollback()  # nothing to keep: it only read
+
+    @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """`session()` for code that speaks SQLAlchemy Core."""
         with self.session() as session:
@@ -452,7 +468,7 @@ class Database:
         if path is not None and not path.exists():
             return True
         try:
-            with self.engine.connect() as connection:
+            with self.engine.execution_options(**{READ_ONLY: True}).connect() as connection:
                 current = _schema_revision(connection)
         except SQLAlchemyError as exc:  # unreachable server, full disk, unreadable file
             raise StorageError(f"database {self.where}: {_one_line(exc)}") from exc

@@ -151,7 +151,7 @@ def quarantine() -> None:
 def quarantine_list(app: App, as_json: bool) -> None:
     from mailbridge.views import list_quarantine
 
-    with app.ready_db().session() as session:
+    with app.ready_db().reading() as session:
         rows = list_quarantine(session, app.settings.tickets.id_prefix)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))

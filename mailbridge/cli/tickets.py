@@ -62,7 +62,7 @@ def _print_tickets(app: App, as_json: bool, lang: str | None, search: str | None
     if filters.get("area"):
         filters["area"] = _area(filters["area"])
     overdue = filters.pop("overdue", False)
-    with app.ready_db().session() as session:
+    with app.ready_db().reading() as session:
         rows = list_tickets(session, app.settings.tickets.id_prefix, filters.pop("status", None),
                             filters.pop("limit", None), overdue_at=datetime.now(timezone.utc) if overdue else None,
                             search=search, **filters)
@@ -115,7 +115,7 @@ def tickets_show(app: App, ticket_id: str, as_json: bool, lang: str | None) -> N
     from mailbridge.views import show_ticket
 
     number = app.ticket_number(ticket_id)
-    with app.ready_db().session() as session:
+    with app.ready_db().reading() as session:
         detail = show_ticket(session, number, app.settings.tickets.id_prefix, app.settings.policy)
     if detail is None:
         raise UsageError(f"no such ticket: {ticket_id}")
