@@ -318,9 +318,11 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
         log.info("daemon.stopping", signal="SIGTERM", while_starting=True)
         for loop in loops:
             loop.stop()
-    scheduler.start()
+    # The intake threads first: the watchdog's first look runs as the scheduler starts, and a
+    # thread not started yet read as one gone ("watchdog.withheld" at every start, now and then).
     for thread in threads:
         thread.start()
+    scheduler.start()
     log.info("daemon.started", mailboxes=len(loops))
     service.ready()
     done.wait()
