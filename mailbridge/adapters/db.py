@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +351,8 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+        # The same pool, for transactions that only read (see make_engine's BEGIN).
+        self.reader = self.engine.execution_options(**{READ_ONLY: True})
         # Statements sent to the database so far (an executemany counts once): the poll logs it.
         self.statements = 0
         event.listen(self.engine, "before_cursor_execute", self._count)
@@ -366,12 +368,16 @@ class Database:
         return coordinated(self.engine)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction: commits on success, rolls back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+    def session(self, read_only: bool = False) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back on any error. `read_only`: it only
+        reads, does not wait for SQLite's write lock, and keeps nothing (rolled back)."""
+        with Session(self.reader if read_only else self.engine, expire_on_commit=False) as session:
             try:
                 yield session
-                session.commit()
+                if read_only:
+                    session.rollback()
+                else:
+                    session.commit()
             except OperationalError as exc:
                 session.rollback()
                 raise StorageError(f"database: {_one_line(exc)}") from exc
@@ -379,16 +385,9 @@ class Database:
                 session.rollback()
                 raise
 
-    @contextmanager
-    def reading(self) -> Iterator[Session]:
-        """A transaction that only reads: on SQLite it does not wait for the write lock."""
-        with Session(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False) as session:
-            try:
-                yield session
-            except OperationalError as exc:
-                raise StorageError(f"database: {_one_line(exc)}") from exc
-            finally:
-                session.rollback()  # nothing to keep: it only read
+    def reading(self) -> AbstractContextManager[Session]:
+        """`session()` for a command that only reads."""
+        return self.session(read_only=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -468,7 +467,7 @@ class Database:
         if path is not None and not path.exists():
             return True
         try:
-            with self.engine.execution_options(**{READ_ONLY: True}).connect() as connection:
+            with self.reader.connect() as connection:
                 current = _schema_revision(connection)
         except SQLAlchemyError as exc:  # unreachable server, full disk, unreadable file
             raise StorageError(f"database {self.where}: {_one_line(exc)}") from exc
