@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -282,10 +282,7 @@ class Intake:
             self._move(mover, uidvalidity, [(uid, QUARANTINE)], PollReport())
 
     def _move(self, mover: ImapConnection, uidvalidity: int, targets: list[tuple[int, str]], report: PollReport) -> None:
-        started = time.perf_counter()
-        for uids in self._move_on_server(mover, targets):
-            self._record_moved(uidvalidity, uids, report)
-        report.moving += time.perf_counter() - started
+        self._record_moved(uidvalidity, self._move_on_server(mover, targets), report, time.perf_counter())
 
     def _move_on_server(self, mover: ImapConnection, targets: list[tuple[int, str]]) -> Iterator[list[int]]:
         """Moves the server copies to their folders, a folder at a time; yields the UIDs moved."""
@@ -295,15 +292,19 @@ class Intake:
                 mover.move(uids, folders[target])
                 yield uids
 
-    def _record_moved(self, uidvalidity: int, uids: list[int], report: PollReport) -> None:
-        with self.db.session() as session:
-            session.exec(
-                update(IntakeLog)
-                .where(IntakeLog.mailbox == self.mailbox, IntakeLog.folder == self.box.folder,
-                       IntakeLog.uidvalidity == uidvalidity, col(IntakeLog.uid).in_(uids))
-                .values(state="moved", updated_at=self.clock())
-            )
-        report.moved += len(uids)
+    def _record_moved(self, uidvalidity: int, moved: Iterable[list[int]], report: PollReport, started: float) -> None:
+        """The intake log says "moved" of each folder's UIDs as the server has moved them; the
+        time since `started` counts as moving."""
+        for uids in moved:
+            with self.db.session() as session:
+                session.exec(
+                    update(IntakeLog)
+                    .where(IntakeLog.mailbox == self.mailbox, IntakeLog.folder == self.box.folder,
+                           IntakeLog.uidvalidity == uidvalidity, col(IntakeLog.uid).in_(uids))
+                    .values(state="moved", updated_at=self.clock())
+                )
+            report.moved += len(uids)
+        report.moving += time.perf_counter() - started
 
 
 class _Moves:
@@ -331,9 +332,7 @@ class _Moves:
             return
         started = time.perf_counter()
         moved, self.under_way = self.under_way.result(), None
-        for uids in moved:
-            self.intake._record_moved(self.uidvalidity, uids, self.report)
-        self.report.moving += time.perf_counter() - started
+        self.intake._record_moved(self.uidvalidity, moved, self.report, started)
 
     def close(self) -> None:
         if self.pool is not None:
