@@ -319,7 +319,7 @@ def run_daemon(settings: Settings, db: Database, reload: Callable[[], Settings] 
         for loop in loops:
             loop.stop()
     # The intake threads first: the watchdog's first look runs as the scheduler starts, and a
-    # thread not started yet read as one gone ("watchdog.withheld" at every start, now and then).
+    # thread not started yet read as one gone ("watchdog.withheld" at a start, now and then).
     for thread in threads:
         thread.start()
     scheduler.start()
